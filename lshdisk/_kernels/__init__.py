@@ -1,0 +1,1 @@
+"""Numba kernels of lshdisk: arrays and scalars in, arrays out."""

@@ -1,0 +1,28 @@
+"""Exception classes of :mod:`lshdisk`.
+
+All errors raised on purpose derive from :class:`LshdiskError` and from the builtin that
+matches their meaning. Messages are one line: what is wrong, and how to fix it.
+"""
+
+__all__ = [
+    "LshdiskError",
+    "DatasetError",
+    "NotAnIndexError",
+    "IndexExistsError",
+]
+
+
+class LshdiskError(Exception):
+    """Root of all errors raised by :mod:`lshdisk`."""
+
+
+class DatasetError(LshdiskError, ValueError):
+    """A dataset, query or ground-truth file is empty, truncated, malformed, or holds NaN/Inf."""
+
+
+class NotAnIndexError(LshdiskError, ValueError):
+    """A path given as an index directory does not hold an lshdisk index."""
+
+
+class IndexExistsError(LshdiskError, FileExistsError):
+    """The target index directory already exists and overwriting was not asked for."""

@@ -1,0 +1,129 @@
+"""Parameter derivation for the LSH schemes, as pure functions of (n, c, delta, beta, w).
+
+QALSH: Huang, Feng, Zhang, Fang, Ng, "Query-Aware Locality-Sensitive Hashing for Approximate
+Nearest Neighbor Search", PVLDB 9(1), 2015, Section 4 (Theorem 1 and Eqs. for m, l), with the
+defaults of the authors' code: delta = 1/e, beta = 100/n, w = sqrt(8 c^2 ln c / (c^2 - 1)).
+"""
+
+import math
+from dataclasses import dataclass
+
+__all__ = ["QALSHParams", "qalsh_params", "qalsh_default_w", "gaussian_bucket_prob",
+           "DEFAULT_CANDIDATES"]
+
+#: beta * n: the candidate budget of the reference codes (beta = 100 / n).
+DEFAULT_CANDIDATES = 100
+
+
+def gaussian_bucket_prob(half_width):
+    """P(|Z| <= half_width) for Z ~ N(0, 1): the collision probability of a query-aware
+    bucket of half-width ``half_width`` measured in units of the distance (QALSH, Lemma 1)."""
+    return math.erf(half_width / math.sqrt(2.0))
+
+
+def qalsh_default_w(c):
+    """Bucket width minimising m for the Euclidean QALSH: sqrt(8 c^2 ln c / (c^2 - 1))."""
+    return math.sqrt(8.0 * c * c * math.log(c) / (c * c - 1.0))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QALSHParams:
+    """QALSH parameters, given and derived (PVLDB 2015, Section 4).
+
+    Attributes
+    ----------
+    n : int
+        Number of data points.
+    c : float
+        Approximation ratio, > 1.
+    delta : float
+        Error probability, in (0, 1/2).
+    beta : float
+        Share of points allowed as candidates (false-positive budget), in (0, 1).
+    w : float
+        Bucket width (in units of the search radius).
+    p1, p2 : float
+        Collision probabilities at distances 1 and c.
+    eta, alpha : float
+        ``eta = sqrt(ln(2/beta)) / sqrt(ln(1/delta))``, ``alpha = (eta p1 + p2) / (1 + eta)``.
+    m : int
+        Number of hash functions (B+-trees).
+    l : int
+        Collision threshold: a point with at least ``l`` collisions is a candidate.
+    """
+
+    n: int
+    c: float
+    delta: float
+    beta: float
+    w: float
+    p1: float
+    p2: float
+    eta: float
+    alpha: float
+    m: int
+    l: int
+
+    def __post_init__(self):
+        _check_common(self.n, self.c, self.delta, self.beta)
+        if not 1 <= self.l <= self.m:
+            raise ValueError(f"l must be in 1..m={self.m}, got {self.l}")
+
+    def to_dict(self):
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def _check_common(n, c, delta, beta):
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if not (isinstance(c, (int, float)) and math.isfinite(c) and c > 1.0):
+        raise ValueError(f"c (approximation ratio) must be a finite number > 1, got {c!r}")
+    if not (isinstance(delta, (int, float)) and 0.0 < delta < 0.5):
+        raise ValueError(f"delta (error probability) must be in (0, 0.5), got {delta!r}")
+    if not (isinstance(beta, (int, float)) and 0.0 < beta < 1.0):
+        raise ValueError(f"beta (false-positive share) must be in (0, 1), got {beta!r}; "
+                         f"the default is 100/n")
+
+
+def qalsh_params(n, *, c=2.0, delta=1.0 / math.e, beta=None, w=None):
+    """Derive QALSH's m and l (PVLDB 2015, Section 4, Eq. 6 and 7).
+
+    Parameters
+    ----------
+    n : int
+        Number of data points.
+    c : float
+        Approximation ratio, > 1.
+    delta : float
+        Error probability; default 1/e as in the paper and the authors' code.
+    beta : float, optional
+        Default ``100 / n`` (at most 100 false positives), capped below 1 for tiny n.
+    w : float, optional
+        Default :func:`qalsh_default_w` (c).
+
+    Returns
+    -------
+    QALSHParams
+
+    Raises
+    ------
+    ValueError
+        If a value is outside its range (``c <= 1``, ``delta`` not in (0, 0.5), ...).
+    """
+    if beta is None:
+        beta = min(DEFAULT_CANDIDATES / n, 0.5) if isinstance(n, int) and n > 0 else 0.5
+    _check_common(n, c, delta, beta)
+    if w is None:
+        w = qalsh_default_w(c)
+    if not (isinstance(w, (int, float)) and math.isfinite(w) and w > 0):
+        raise ValueError(f"w (bucket width) must be a finite number > 0, got {w!r}")
+    p1 = gaussian_bucket_prob(w / 2.0)
+    p2 = gaussian_bucket_prob(w / (2.0 * c))
+    para1 = math.sqrt(math.log(2.0 / beta))
+    para2 = math.sqrt(math.log(1.0 / delta))
+    eta = para1 / para2
+    alpha = (eta * p1 + p2) / (1.0 + eta)
+    m = math.ceil((para1 + para2) ** 2 / (2.0 * (p1 - p2) ** 2))
+    l = math.ceil(alpha * m)
+    return QALSHParams(n=n, c=float(c), delta=float(delta), beta=float(beta), w=float(w),
+                       p1=p1, p2=p2, eta=eta, alpha=alpha, m=m, l=l)

@@ -1,0 +1,21 @@
+"""storage: page files, buffer pool, exact I/O counts, disk B+-tree, external sort, catalog.
+
+A leaf package: it imports only the standard library, numpy, numba and lmdb.
+"""
+
+from .btree import BPlusTree, BulkLoader, Cursor, TreeInfo, id_bits_for, inner_capacity, leaf_capacity
+from .buffer_pool import BufferPool
+from .catalog import CATALOG_FORMAT, CATALOG_VERSION, Catalog
+from .errors import (ClosedFileError, CorruptPageError, NotACatalogError, NotAPageFileError,
+                     ReadOnlyError, StorageError, UnsupportedVersionError)
+from .extsort import ExternalSorter, float32_to_ordered_u32, ordered_u32_to_float32
+from .iostats import IOCounter, IOStats
+from .page_file import PageFile
+
+__all__ = [
+    "BPlusTree", "BulkLoader", "Cursor", "TreeInfo", "id_bits_for", "inner_capacity",
+    "leaf_capacity", "BufferPool", "ClosedFileError", "CorruptPageError", "NotAPageFileError",
+    "ReadOnlyError", "StorageError", "UnsupportedVersionError", "IOCounter", "IOStats", "PageFile",
+    "Catalog", "CATALOG_FORMAT", "CATALOG_VERSION", "NotACatalogError", "ExternalSorter",
+    "float32_to_ordered_u32", "ordered_u32_to_float32",
+]

@@ -1,0 +1,147 @@
+"""On-disk layout of lshdisk page files.
+
+Every file the storage layer writes is a *page file*: a sequence of fixed-size pages of
+``page_size`` bytes (a power of two, 512 B to 1 MiB), numbered from 0. Page 0 is the header
+page; pages 1 .. page_count-1 hold the file's content (vector rows, B+-tree nodes, ...).
+All integers are little-endian; reserved bytes are zero.
+
+Page trailer (the last 8 bytes of every page, header page included)
+--------------------------------------------------------------------
+
+======================  ====  ==========================================================
+offset                  size  meaning
+======================  ====  ==========================================================
+page_size - 8           4     page number (u32), so a page read from the wrong place fails
+page_size - 4           4     CRC32 (zlib polynomial) of bytes [0, page_size - 4)
+======================  ====  ==========================================================
+
+The first ``page_size - 8`` bytes are the page *payload*, whose layout belongs to the
+page's owner (header below, B+-tree nodes in :mod:`storage.btree`, vectors in
+``lshdisk.vector_store``). A page whose CRC32 or page number does not match is corrupt:
+reading it raises :class:`storage.errors.CorruptPageError`, never returns wrong bytes.
+
+Header page (page 0) payload
+----------------------------
+
+======  ====  ==============================================================================
+offset  size  meaning
+======  ====  ==============================================================================
+0       8     magic ``b"LSHDPAGE"``
+8       2     format major version (u16); a reader refuses an unknown major version
+10      2     format minor version (u16); a newer minor opens read-only
+12      4     page size in bytes (u32)
+16      8     page count, header page included (u64); the file is exactly this many pages
+24      16    file kind, ASCII, NUL-padded (e.g. ``vectors``, ``btree``)
+40      24    reserved, zero
+64      4     length L of the application header (u32), at most payload size - 68
+68      L     application header: the owner's own fields (e.g. n, d, dtype of a vector file)
+======  ====  ==============================================================================
+
+B+-tree node payloads (:mod:`storage.btree`)
+--------------------------------------------
+
+Leaf node. Keys are float32 projection values; each is stored as a 16-bit code relative to
+the leaf's key range, ``key = key_min + code * key_step`` (``code = round((key -
+key_min) / key_step)``, ``key_step = (key_max - key_min) / 65535``), so the reconstructed
+key is within ``key_step / 2`` of the true one and the order is kept. Ids are bit-packed
+with ``id_bits`` bits each (``ceil(log2(n))``, at least 1), least significant bit first.
+
+======  ==========  ====================================================================
+offset  size        meaning
+======  ==========  ====================================================================
+0       1           node type, 1 = leaf
+1       1           id_bits (u8), 1..32
+2       2           number of entries c (u16)
+4       4           previous leaf page (u32), 0xFFFFFFFF if none
+8       4           next leaf page (u32), 0xFFFFFFFF if none
+12      4           key_min (f32), also the exact first key
+16      4           key_step (f32)
+20      4           key_max (f32), the exact last key
+24      2c          key codes (u16)
+24+2c   ceil(c*b/8) ids, bit-packed with b = id_bits
+...     >= 8        slack, zero (ids are read 5 bytes at a time)
+======  ==========  ====================================================================
+
+A 4 KiB leaf holds ``floor((4088 - 24 - 8) * 8 / (16 + id_bits))`` entries: 1,014 for
+n <= 65,536 and 901 for n <= 2**20 (the reference QALSH code stores about 987 per 4 KiB by
+keeping one key per 32 ids; (float32, int64) pairs would fit 340).
+
+Inner node.
+
+======  ====  =======================================================================
+offset  size  meaning
+======  ====  =======================================================================
+0       1     node type, 2 = inner
+1       1     level above the leaves (u8), 1 = children are leaves
+2       2     number of children c (u16)
+4       4     reserved, zero
+8       4c    smallest key of each child's subtree (f32), ascending
+8+4c    4c    child page numbers (u32)
+======  ====  =======================================================================
+
+A 4 KiB inner node holds ``floor((4088 - 8) / 8) = 510`` children.
+"""
+
+import struct
+
+__all__ = [
+    "MAGIC",
+    "FORMAT_MAJOR",
+    "FORMAT_MINOR",
+    "MIN_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "DEFAULT_PAGE_SIZE",
+    "TRAILER_SIZE",
+    "HEADER_STRUCT",
+    "APP_HEADER_OFFSET",
+    "NO_PAGE",
+    "LEAF_NODE",
+    "INNER_NODE",
+    "LEAF_HEADER_STRUCT",
+    "INNER_HEADER_STRUCT",
+    "payload_size",
+    "check_page_size",
+]
+
+MAGIC = b"LSHDPAGE"
+FORMAT_MAJOR = 1
+FORMAT_MINOR = 0
+MIN_PAGE_SIZE = 512
+MAX_PAGE_SIZE = 1 << 20
+DEFAULT_PAGE_SIZE = 4096
+TRAILER_SIZE = 8
+
+#: magic, major, minor, page size, page count, kind (header page, offset 0).
+HEADER_STRUCT = struct.Struct("<8sHHIQ16s")
+APP_HEADER_OFFSET = 64
+NO_PAGE = 0xFFFFFFFF
+
+LEAF_NODE = 1
+INNER_NODE = 2
+#: type, id_bits, count, prev, next, key_min, key_step, key_max (leaf payload, offset 0).
+LEAF_HEADER_STRUCT = struct.Struct("<BBHIIfff")
+#: type, level, count, reserved (inner payload, offset 0).
+INNER_HEADER_STRUCT = struct.Struct("<BBHI")
+
+
+def payload_size(page_size):
+    """Bytes of a page usable by its owner: ``page_size - 8``."""
+    return page_size - TRAILER_SIZE
+
+
+def check_page_size(page_size):
+    """Validate a page size; return it as an int.
+
+    Raises
+    ------
+    ValueError
+        If ``page_size`` is not a power of two between 512 B and 1 MiB.
+    """
+    if isinstance(page_size, bool) or not isinstance(page_size, int):
+        raise TypeError(f"page_size must be an int, got {type(page_size).__name__}")
+    if not (MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE) or page_size & (page_size - 1):
+        raise ValueError(
+            f"page_size must be a power of two from {MIN_PAGE_SIZE} to {MAX_PAGE_SIZE} bytes, "
+            f"got {page_size}"
+        )
+    return page_size

@@ -1,0 +1,118 @@
+"""Exact, deterministic I/O accounting.
+
+An index's files are taken to sit on one device with one head. A page read is
+*sequential* only if it reads the page right after the previous page read from any of the
+index's files (same file, next page number); every other read, the first one included, is
+a *seek*. Reads served by the buffer pool touch no device and are counted as cache hits
+only. The counts depend on the index and the query alone, never on the machine.
+"""
+
+from dataclasses import dataclass, fields
+
+__all__ = ["IOStats", "IOCounter"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IOStats:
+    """A snapshot of I/O counts.
+
+    Attributes
+    ----------
+    page_reads : int
+        Pages read from the device (buffer-pool misses).
+    seeks : int
+        Page reads that were not the page right after the previous page read.
+    bytes_read : int
+        Bytes read from the device (``page_reads * page_size`` for one page size).
+    page_writes, bytes_written : int
+        Pages and bytes written.
+    cache_hits : int
+        Page accesses served by the buffer pool.
+    """
+
+    page_reads: int = 0
+    seeks: int = 0
+    bytes_read: int = 0
+    page_writes: int = 0
+    bytes_written: int = 0
+    cache_hits: int = 0
+
+    def delta(self, earlier):
+        """Counts accrued since ``earlier`` (an :class:`IOStats`): ``self - earlier``."""
+        return IOStats(**{f.name: getattr(self, f.name) - getattr(earlier, f.name) for f in fields(self)})
+
+    def __add__(self, other):
+        if not isinstance(other, IOStats):
+            return NotImplemented
+        return IOStats(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
+
+    def as_dict(self):
+        """The counts as a plain ``dict``."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class IOCounter:
+    """The mutable counter shared by all page files of one index (one disk head).
+
+    Page files call :meth:`record_read` / :meth:`record_write` where a page is read or
+    written; :meth:`snapshot` returns an immutable :class:`IOStats`.
+    """
+
+    __slots__ = ("page_reads", "seeks", "bytes_read", "page_writes", "bytes_written",
+                 "cache_hits", "_head_file", "_head_page", "_next_file_id")
+
+    def __init__(self):
+        self.page_reads = 0
+        self.seeks = 0
+        self.bytes_read = 0
+        self.page_writes = 0
+        self.bytes_written = 0
+        self.cache_hits = 0
+        self._head_file = -1
+        self._head_page = -2
+        self._next_file_id = 0
+
+    def register_file(self):
+        """Return a new file id for a page file that shares this counter."""
+        self._next_file_id += 1
+        return self._next_file_id
+
+    def record_read(self, file_id, page_no, n_bytes):
+        """Count one page read from the device at ``(file_id, page_no)``."""
+        self.page_reads += 1
+        self.bytes_read += n_bytes
+        if file_id != self._head_file or page_no != self._head_page + 1:
+            self.seeks += 1
+        self._head_file = file_id
+        self._head_page = page_no
+
+    def record_run(self, file_id, first_page, n_pages, n_bytes):
+        """Count ``n_pages`` consecutive pages read in one pass, starting at ``first_page``."""
+        if n_pages <= 0:
+            return
+        self.page_reads += n_pages
+        self.bytes_read += n_bytes
+        if file_id != self._head_file or first_page != self._head_page + 1:
+            self.seeks += 1
+        self._head_file = file_id
+        self._head_page = first_page + n_pages - 1
+
+    def record_hit(self):
+        """Count one page access served by the buffer pool (no device access)."""
+        self.cache_hits += 1
+
+    def record_write(self, n_pages, n_bytes):
+        """Count pages written."""
+        self.page_writes += n_pages
+        self.bytes_written += n_bytes
+
+    def reset_head(self):
+        """Forget the head position: the next read is a seek (e.g. at the start of a query)."""
+        self._head_file = -1
+        self._head_page = -2
+
+    def snapshot(self):
+        """The counts so far, as an :class:`IOStats`."""
+        return IOStats(page_reads=self.page_reads, seeks=self.seeks, bytes_read=self.bytes_read,
+                       page_writes=self.page_writes, bytes_written=self.bytes_written,
+                       cache_hits=self.cache_hits)

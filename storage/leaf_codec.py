@@ -1,0 +1,116 @@
+"""Numba kernels that encode and decode B+-tree leaf pages (layout in :mod:`storage.format`).
+
+Public so that search kernels can scan a leaf page in place (no decoded copy): read the
+header with :func:`leaf_header`, then entry j with :func:`leaf_key` and :func:`leaf_id`.
+"""
+
+import numba
+import numpy as np
+
+LEAF_ENTRIES_OFFSET = 24
+#: Bytes kept free after a leaf's ids, so ids can be read 5 bytes at a time.
+LEAF_SLACK = 8
+KEY_CODE_MAX = 65535
+
+
+@numba.njit(cache=True, nogil=True)
+def leaf_key_step(key_min, key_max):
+    """float32 quantisation step of a leaf whose keys span [key_min, key_max]."""
+    return np.float32((np.float64(key_max) - np.float64(key_min)) / KEY_CODE_MAX)
+
+
+@numba.njit(cache=True, nogil=True)
+def encode_leaf(keys, ids, id_bits, key_step, out):
+    """Write key codes and bit-packed ids of one leaf into ``out`` (the page payload).
+
+    keys: float32 (c,), ascending; ids: uint32 (c,); out: uint8 payload, zeroed.
+    """
+    c = keys.shape[0]
+    kmin = np.float64(keys[0])
+    step = np.float64(key_step)
+    base = LEAF_ENTRIES_OFFSET
+    for i in range(c):
+        code = 0
+        if step > 0.0:
+            x = (np.float64(keys[i]) - kmin) / step
+            code = int(np.floor(x + 0.5))
+            if code < 0:
+                code = 0
+            elif code > KEY_CODE_MAX:
+                code = KEY_CODE_MAX
+        out[base + 2 * i] = code & 0xFF
+        out[base + 2 * i + 1] = code >> 8
+    id_base = base + 2 * c
+    for j in range(c):
+        bit = j * id_bits
+        byte = id_base + (bit >> 3)
+        shift = bit & 7
+        v = np.uint64(ids[j]) << np.uint64(shift)
+        nb = (shift + id_bits + 7) >> 3
+        for t in range(nb):
+            out[byte + t] |= np.uint8((v >> np.uint64(8 * t)) & np.uint64(0xFF))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def leaf_header(page):
+    """(count, prev_page, next_page, key_min, key_step, id_bits) of a leaf page (uint8 array).
+
+    Pages are -1 where there is no neighbour.
+    """
+    count = np.int64(page[2]) | (np.int64(page[3]) << 8)
+    prev = np.int64(page[4:8].view(np.uint32)[0])
+    nxt = np.int64(page[8:12].view(np.uint32)[0])
+    if prev == 0xFFFFFFFF:
+        prev = -1
+    if nxt == 0xFFFFFFFF:
+        nxt = -1
+    kmin = np.float64(page[12:16].view(np.float32)[0])
+    step = np.float64(page[16:20].view(np.float32)[0])
+    return count, prev, nxt, kmin, step, np.int64(page[1])
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def leaf_key(page, key_min, key_step, j):
+    """Decoded key of entry j (float32 precision, returned as float64)."""
+    code = np.int64(page[LEAF_ENTRIES_OFFSET + 2 * j]) | (np.int64(page[LEAF_ENTRIES_OFFSET + 2 * j + 1]) << 8)
+    return np.float64(np.float32(key_min + code * key_step))
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def leaf_id(page, count, id_bits, j):
+    """Id of entry j of a leaf holding ``count`` entries.
+
+    Reads 5 bytes from the entry's first byte on; a leaf keeps 8 slack bytes after its ids
+    (see :func:`storage.btree.leaf_capacity`), so this never reads past the payload.
+    """
+    bit = j * id_bits
+    b = LEAF_ENTRIES_OFFSET + 2 * count + (bit >> 3)
+    v = (np.uint64(page[b]) | (np.uint64(page[b + 1]) << np.uint64(8))
+         | (np.uint64(page[b + 2]) << np.uint64(16)) | (np.uint64(page[b + 3]) << np.uint64(24))
+         | (np.uint64(page[b + 4]) << np.uint64(32)))
+    mask = (np.uint64(1) << np.uint64(id_bits)) - np.uint64(1)
+    return np.int64((v >> np.uint64(bit & 7)) & mask)
+
+
+@numba.njit(cache=True, nogil=True)
+def leaf_search_ge(page, key):
+    """Position of the first entry of a leaf page whose decoded key is >= ``key`` (binary search)."""
+    count, _, _, kmin, step, _ = leaf_header(page)
+    lo, hi = 0, count
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if leaf_key(page, kmin, step, mid) < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_leaf(payload, c, id_bits, key_min, key_step, keys_out, ids_out):
+    """Decode ``c`` entries of a leaf payload into keys_out (float32) and ids_out (int64)."""
+    kmin = np.float64(key_min)
+    step = np.float64(key_step)
+    for j in range(c):
+        keys_out[j] = leaf_key(payload, kmin, step, j)
+        ids_out[j] = leaf_id(payload, c, id_bits, j)

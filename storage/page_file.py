@@ -1,0 +1,365 @@
+"""Files of fixed-size, checksummed pages, read with ``os.pread`` and counted exactly.
+
+Layout: see :mod:`storage.format`. A page file is written once, front to back
+(:meth:`PageFile.create`, :meth:`PageFile.append_page`, :meth:`PageFile.finalize`), then
+opened read-only for queries (:meth:`PageFile.open`). Every page read verifies the page's
+CRC32 and page number and is counted in the shared :class:`storage.iostats.IOCounter`
+unless the :class:`storage.buffer_pool.BufferPool` serves it.
+"""
+
+import os
+import struct
+import zlib
+
+import numpy as np
+
+from .buffer_pool import BufferPool
+from .errors import (ClosedFileError, CorruptPageError, NotAPageFileError, ReadOnlyError,
+                     UnsupportedVersionError)
+from .format import (APP_HEADER_OFFSET, DEFAULT_PAGE_SIZE, FORMAT_MAJOR, FORMAT_MINOR,
+                     HEADER_STRUCT, MAGIC, MAX_PAGE_SIZE, MIN_PAGE_SIZE, TRAILER_SIZE,
+                     check_page_size)
+from .iostats import IOCounter
+
+__all__ = ["PageFile"]
+
+_U32 = struct.Struct("<I")
+_WRITE_BUFFER_BYTES = 4 << 20
+
+
+class PageFile:
+    """One page file, open for appending (new) or for reading (existing).
+
+    Use :meth:`create` or :meth:`open`; do not call the constructor directly.
+
+    Attributes
+    ----------
+    path : str
+    page_size : int
+        Bytes per page, trailer included.
+    payload_size : int
+        Bytes per page usable by the owner: ``page_size - 8``.
+    page_count : int
+        Pages in the file, header page included.
+    kind : str
+        The file kind written in the header (``"vectors"``, ``"btree"``, ...).
+    app_header : bytes
+        The owner's header fields (see :mod:`storage.format`).
+    file_id : int
+        Identity of this file in its :class:`IOCounter` (seeks are judged per file).
+    """
+
+    def __init__(self, path, fd, *, writable, page_size, page_count, kind, app_header,
+                 counter, buffer_pool):
+        self.path = str(path)
+        self._fd = fd
+        self.writable = writable
+        self.page_size = page_size
+        self.payload_size = page_size - TRAILER_SIZE
+        self.page_count = page_count
+        self.kind = kind
+        self.app_header = app_header
+        self.counter = counter if counter is not None else IOCounter()
+        self.buffer_pool = buffer_pool if buffer_pool is not None else BufferPool(0)
+        self.file_id = self.counter.register_file()
+        self._pending = []
+        self._pending_bytes = 0
+        self._flushed_pages = page_count
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(cls, path, *, kind, page_size=DEFAULT_PAGE_SIZE, counter=None):
+        """Create a new page file for appending.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Must not exist.
+        kind : str
+            Up to 16 ASCII characters naming the content.
+        page_size : int
+            Power of two, 512 B .. 1 MiB.
+        counter : IOCounter, optional
+            Where writes are counted.
+
+        Raises
+        ------
+        FileExistsError
+            If ``path`` exists (an existing file is never overwritten).
+        ValueError
+            Bad ``page_size`` or ``kind``.
+        """
+        check_page_size(page_size)
+        kind_bytes = kind.encode("ascii")
+        if not 0 < len(kind_bytes) <= 16:
+            raise ValueError(f"kind must be 1 to 16 ASCII characters, got {kind!r}")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+        pf = cls(path, fd, writable=True, page_size=page_size, page_count=1, kind=kind,
+                 app_header=b"", counter=counter, buffer_pool=None)
+        pf._write_header()  # placeholder, rewritten by finalize()
+        return pf
+
+    def _seal(self, page_no, payload):
+        """Full page bytes for ``payload``: zero padding, page number, CRC32."""
+        if isinstance(payload, np.ndarray):
+            payload = payload.tobytes()
+        n = len(payload)
+        if n > self.payload_size:
+            raise ValueError(f"payload of {n} bytes exceeds the page payload size {self.payload_size}")
+        page = bytearray(self.page_size)
+        page[:n] = payload
+        _U32.pack_into(page, self.page_size - 8, page_no)
+        _U32.pack_into(page, self.page_size - 4, zlib.crc32(memoryview(page)[: self.page_size - 4]))
+        return page
+
+    def _write_header(self):
+        head = bytearray(self.payload_size)
+        HEADER_STRUCT.pack_into(head, 0, MAGIC, FORMAT_MAJOR, FORMAT_MINOR, self.page_size,
+                                self.page_count, self.kind.encode("ascii"))
+        _U32.pack_into(head, APP_HEADER_OFFSET, len(self.app_header))
+        head[APP_HEADER_OFFSET + 4: APP_HEADER_OFFSET + 4 + len(self.app_header)] = self.app_header
+        os.pwrite(self._fd, self._seal(0, head), 0)
+        self.counter.record_write(1, self.page_size)
+
+    def append_page(self, payload):
+        """Append one page holding ``payload`` (bytes-like, at most ``payload_size``).
+
+        Returns
+        -------
+        int
+            The new page's number.
+        """
+        self._check_writable()
+        page_no = self.page_count
+        self._pending.append(self._seal(page_no, payload))
+        self._pending_bytes += self.page_size
+        self.page_count += 1
+        if self._pending_bytes >= _WRITE_BUFFER_BYTES:
+            self.flush()
+        return page_no
+
+    def flush(self):
+        """Write buffered pages to the file (one ``pwrite``)."""
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        os.pwrite(self._fd, data, self._flushed_pages * self.page_size)
+        self.counter.record_write(len(self._pending), len(data))
+        self._flushed_pages += len(self._pending)
+        self._pending = []
+        self._pending_bytes = 0
+
+    def finalize(self, app_header=b""):
+        """Write the header page (page count, ``app_header``), fsync, and make the file read-only.
+
+        Raises
+        ------
+        ValueError
+            If ``app_header`` does not fit in the header page.
+        """
+        self._check_writable()
+        if len(app_header) > self.payload_size - APP_HEADER_OFFSET - 4:
+            raise ValueError(f"application header of {len(app_header)} bytes does not fit a "
+                             f"{self.page_size}-byte header page")
+        self.flush()
+        self.app_header = bytes(app_header)
+        self._write_header()
+        os.fsync(self._fd)
+        self.writable = False
+
+    # ------------------------------------------------------------------ reading
+    @classmethod
+    def open(cls, path, *, counter=None, buffer_pool=None, kind=None):
+        """Open an existing page file read-only.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        counter : IOCounter, optional
+            Shared with the other files of the same index, so that seeks are judged across them.
+        buffer_pool : BufferPool, optional
+            Shared cache; ``None`` means no caching.
+        kind : str, optional
+            If given, the file's kind must match.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        NotAPageFileError
+            Empty file, bad magic, or wrong kind: not an lshdisk page file of that kind.
+        UnsupportedVersionError
+            Written by an unknown major format version.
+        CorruptPageError
+            The header page fails its checksum, or the file size disagrees with the header
+            (a truncated file).
+        """
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            first = os.pread(fd, MIN_PAGE_SIZE, 0)
+            if len(first) < HEADER_STRUCT.size or not first.startswith(MAGIC):
+                raise NotAPageFileError(f"{path} is not an lshdisk page file (bad magic number)")
+            magic, major, minor, page_size, page_count, kind_raw = HEADER_STRUCT.unpack_from(first, 0)
+            if major != FORMAT_MAJOR:
+                raise UnsupportedVersionError(
+                    f"{path} uses page-file format {major}.{minor}; this lshdisk reads "
+                    f"{FORMAT_MAJOR}.x: upgrade lshdisk or rebuild the index")
+            if page_size < MIN_PAGE_SIZE or page_size > MAX_PAGE_SIZE or page_size & (page_size - 1):
+                raise CorruptPageError(f"{path}: header gives an invalid page size {page_size}")
+            if size != page_count * page_size:
+                raise CorruptPageError(
+                    f"{path} has {size} bytes but its header declares {page_count} pages of "
+                    f"{page_size} bytes: the file is truncated or damaged; rebuild the index")
+            file_kind = kind_raw.rstrip(b"\0").decode("ascii", "replace")
+            if kind is not None and file_kind != kind:
+                raise NotAPageFileError(f"{path} holds {file_kind!r} pages, expected {kind!r}")
+            pf = cls(path, fd, writable=False, page_size=page_size, page_count=page_count,
+                     kind=file_kind, app_header=b"", counter=counter, buffer_pool=buffer_pool)
+        except BaseException:
+            os.close(fd)
+            raise
+        head = pf.read_page(0)
+        (length,) = _U32.unpack_from(head, APP_HEADER_OFFSET)
+        if length > pf.payload_size - APP_HEADER_OFFSET - 4:
+            pf.close()
+            raise CorruptPageError(f"{path}: header page declares an application header of {length} bytes")
+        pf.app_header = head[APP_HEADER_OFFSET + 4: APP_HEADER_OFFSET + 4 + length].tobytes()
+        return pf
+
+    def _verify(self, page, page_no):
+        ps = self.page_size
+        if len(page) != ps:
+            raise CorruptPageError(f"{self.path}: page {page_no} is short ({len(page)} of {ps} bytes)")
+        stored_no, stored_crc = struct.unpack_from("<II", page, ps - 8)
+        if zlib.crc32(memoryview(page)[: ps - 4]) != stored_crc:
+            raise CorruptPageError(f"{self.path}: page {page_no} fails its CRC32 check: the file is "
+                                   f"damaged; rebuild the index")
+        if stored_no != page_no:
+            raise CorruptPageError(f"{self.path}: page {page_no} holds the content of page "
+                                   f"{stored_no}: the file is damaged; rebuild the index")
+
+    def read_page(self, page_no):
+        """Read and verify one page; one counted page read unless the buffer pool has it.
+
+        Returns
+        -------
+        ndarray of uint8, shape (payload_size,)
+            The payload, read-only.
+
+        Raises
+        ------
+        IndexError
+            If ``page_no`` is outside the file.
+        CorruptPageError
+            If the page fails its checks.
+        """
+        if self._fd is None:
+            raise ClosedFileError(f"{self.path} is closed")
+        if not 0 <= page_no < self._flushed_pages:
+            raise IndexError(f"page {page_no} is outside {self.path} ({self._flushed_pages} pages)")
+        key = (self.file_id, page_no)
+        cached = self.buffer_pool.get(key)
+        if cached is not None:
+            self.counter.record_hit()
+            return cached
+        page = os.pread(self._fd, self.page_size, page_no * self.page_size)
+        self._verify(page, page_no)
+        self.counter.record_read(self.file_id, page_no, self.page_size)
+        payload = np.frombuffer(page, dtype=np.uint8, count=self.payload_size)
+        self.buffer_pool.put(key, payload)
+        return payload
+
+    def read_page_into(self, page_no, out):
+        """Read and verify one page into ``out``; one counted page read unless the buffer pool
+        has it.
+
+        For search loops that keep the pages they scan in preallocated arrays.
+
+        Parameters
+        ----------
+        page_no : int
+        out : ndarray of uint8, shape (page_size,), C-contiguous, writable
+            Receives the page; its first ``payload_size`` bytes are the payload (the trailer
+            bytes are left as they are on a buffer-pool hit).
+
+        Raises
+        ------
+        IndexError, CorruptPageError, ClosedFileError
+            As :meth:`read_page`.
+        """
+        if self._fd is None:
+            raise ClosedFileError(f"{self.path} is closed")
+        if not 0 <= page_no < self._flushed_pages:
+            raise IndexError(f"page {page_no} is outside {self.path} ({self._flushed_pages} pages)")
+        pool = self.buffer_pool
+        if pool.capacity_bytes:
+            cached = pool.get((self.file_id, page_no))
+            if cached is not None:
+                out[: self.payload_size] = cached
+                self.counter.record_hit()
+                return
+        ps = self.page_size
+        got = os.preadv(self._fd, [out], page_no * ps)
+        if got != ps:
+            raise CorruptPageError(f"{self.path}: page {page_no} is short ({got} of {ps} bytes)")
+        self._verify(out, page_no)
+        self.counter.record_read(self.file_id, page_no, ps)
+        if pool.capacity_bytes:
+            pool.put((self.file_id, page_no), out[: self.payload_size].copy())
+
+    def read_run(self, first_page, n_pages):
+        """Read ``n_pages`` consecutive pages with one ``pread``; counted as one seek at most.
+
+        The buffer pool is bypassed (a run is a scan, which must not flush the pool).
+
+        Returns
+        -------
+        ndarray of uint8, shape (n_pages, payload_size)
+            Read-only payloads.
+        """
+        if self._fd is None:
+            raise ClosedFileError(f"{self.path} is closed")
+        if n_pages < 0 or first_page < 0 or first_page + n_pages > self._flushed_pages:
+            raise IndexError(f"pages {first_page}..{first_page + n_pages - 1} are outside "
+                             f"{self.path} ({self._flushed_pages} pages)")
+        ps = self.page_size
+        data = os.pread(self._fd, ps * n_pages, first_page * ps)
+        for i in range(n_pages):
+            self._verify(memoryview(data)[i * ps:(i + 1) * ps], first_page + i)
+        self.counter.record_run(self.file_id, first_page, n_pages, ps * n_pages)
+        pages = np.frombuffer(data, dtype=np.uint8).reshape(n_pages, ps)
+        return pages[:, : self.payload_size]
+
+    # ------------------------------------------------------------------ lifetime
+    def _check_writable(self):
+        if self._fd is None:
+            raise ClosedFileError(f"{self.path} is closed")
+        if not self.writable:
+            raise ReadOnlyError(f"{self.path} is open read-only")
+
+    @property
+    def closed(self):
+        return self._fd is None
+
+    def close(self):
+        """Close the file. Pages appended but not finalized are flushed, not fsynced."""
+        if self._fd is None:
+            return
+        try:
+            if self.writable:
+                self.flush()
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        state = "closed" if self._fd is None else ("writable" if self.writable else "read-only")
+        return (f"PageFile({self.path!r}, kind={self.kind!r}, page_size={self.page_size}, "
+                f"pages={self.page_count}, {state})")
