@@ -1,0 +1,24 @@
+"""lshdisk: external-memory, disk-resident LSH with exact page-I/O accounting.
+
+Build an index from data larger than RAM and query it faiss-style::
+
+    import lshdisk
+    lshdisk.build("base.fvecs", "base.idx", algorithm="qalsh", c=2.0, memory_limit="1GiB")
+    with lshdisk.open("base.idx") as index:
+        D, I, stats = index.search(queries, 10, return_stats=True)
+"""
+
+__version__ = "0.1.0"
+
+from .datasets import open_source, read_queries  # noqa: E402
+from .errors import DatasetError, IndexExistsError, LshdiskError, NotAnIndexError  # noqa: E402
+from .groundtruth import compute_groundtruth, read_groundtruth, write_groundtruth  # noqa: E402
+from .index import ALGORITHMS, Index, SearchStats, build, open  # noqa: E402
+from .params import QALSHParams, qalsh_params  # noqa: E402
+
+__all__ = [
+    "__version__", "build", "open", "Index", "SearchStats", "ALGORITHMS", "open_source",
+    "read_queries", "read_groundtruth", "write_groundtruth", "compute_groundtruth",
+    "QALSHParams", "qalsh_params", "LshdiskError", "DatasetError", "NotAnIndexError",
+    "IndexExistsError",
+]

@@ -1,0 +1,361 @@
+"""The ``lshdisk`` command line: build, search, groundtruth, evaluate, info, demo.
+
+Each command parses its options, makes one library call, and prints the result: a table for
+people, or JSON with ``--json``. Failures print one line naming the problem and the fix and
+exit with status 1 (2 for usage errors).
+"""
+
+import json
+import os
+import sys
+import time
+
+import click
+import numpy as np
+
+from .errors import LshdiskError
+from storage.errors import StorageError
+
+__all__ = ["main"]
+
+_FORMATS = click.Choice(["fvecs", "bvecs", "ivecs", "fbin", "u8bin", "i8bin", "raw", "npy", "hdf5"])
+_DTYPES = click.Choice(["uint8", "int8", "uint16", "int32", "float32", "float64"])
+
+
+class _Progress:
+    """Progress bars on a terminal for ``progress(stage, done, total)`` callbacks."""
+
+    LABELS = {"read": "reading and projecting", "trees": "building B+-trees",
+              "groundtruth": "scanning the base"}
+
+    def __init__(self, enabled):
+        self.enabled = enabled
+        self.bar = None
+        self.stage = None
+        self.done = 0
+
+    def __call__(self, stage, done, total):
+        if not self.enabled:
+            return
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.done = 0
+            self.bar = click.progressbar(length=max(total, 1), label=self.LABELS.get(stage, stage),
+                                         file=sys.stderr, show_eta=True)
+            self.bar.__enter__()
+        self.bar.update(done - self.done)
+        self.done = done
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def _progress_enabled(quiet):
+    return not quiet and sys.stderr.isatty()
+
+
+def _fail(exc):
+    raise click.ClickException(str(exc)) from exc
+
+
+def _parse_ks(text):
+    try:
+        ks = [int(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers such as 1,10,100, got {text!r}")
+    if not ks or min(ks) < 1:
+        raise click.BadParameter(f"every k must be >= 1, got {text!r}")
+    return ks
+
+
+def _table(rows, columns):
+    """Format dict rows as an aligned text table; columns = [(key, header, fmt)]."""
+    cells = [[h for _, h, _ in columns]]
+    for r in rows:
+        cells.append([fmt.format(r[key]) for key, _, fmt in columns])
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lshdisk")
+def main():
+    """lshdisk: external-memory LSH for c-approximate k-NN search on data larger than RAM.
+
+    Build a disk index with 'lshdisk build', query it with 'lshdisk search', measure it
+    against exact ground truth with 'lshdisk evaluate'. Every page the index reads is counted
+    (page reads, seeks, bytes), so results come with their disk cost.
+    """
+
+
+@main.command()
+@click.argument("source")
+@click.argument("index_dir", type=click.Path())
+@click.option("--algorithm", type=click.Choice(["qalsh"]), default="qalsh", show_default=True,
+              help="LSH scheme (QALSH, Huang et al. PVLDB 2015).")
+@click.option("-c", "--ratio", "c", type=float, default=2.0, show_default=True,
+              help="Approximation ratio c > 1.")
+@click.option("--memory", default="1GiB", show_default=True,
+              help="Memory limit of the build's buffers, e.g. 256MiB; larger data are sorted on disk.")
+@click.option("--page-size", type=int, default=4096, show_default=True,
+              help="Page size in bytes (power of two, 512 to 1048576).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the hash functions (same seed and data: byte-identical index).")
+@click.option("--format", "fmt", type=_FORMATS, default=None,
+              help="Source format; default from the extension. HDF5 sources are FILE.hdf5:train.")
+@click.option("--dtype", type=_DTYPES, default=None, help="Coordinate type of a raw source.")
+@click.option("--dim", type=int, default=None, help="Dimension of a raw source.")
+@click.option("--delta", type=float, default=None, help="Error probability (default 1/e).")
+@click.option("--beta", type=float, default=None, help="False-positive share (default 100/n).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing index once the new one is complete.")
+@click.option("--json", "as_json", is_flag=True, help="Print the index summary as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def build(source, index_dir, algorithm, c, memory, page_size, seed, fmt, dtype, dim, delta, beta,
+          overwrite, as_json, quiet):
+    """Build an index of SOURCE in INDEX_DIR, out of core.
+
+    SOURCE is a .fvecs/.bvecs/.ivecs, .fbin/.u8bin/.i8bin, .npy or FILE.hdf5:DATASET file, or a
+    raw headerless file with --dtype and --dim. The data are read once, in chunks; the
+    projections are sorted on disk within --memory; the index is written under a temporary
+    name and renamed into place when complete.
+    """
+    from .index import build as build_index
+    progress = _Progress(_progress_enabled(quiet))
+    t0 = time.perf_counter()
+    try:
+        index = build_index(source, index_dir, algorithm=algorithm, c=c, page_size=page_size,
+                            memory_limit=memory, seed=seed, progress=progress,
+                            overwrite=overwrite, format=fmt, dtype=dtype, dim=dim, delta=delta,
+                            beta=beta)
+    except (LshdiskError, StorageError, ValueError, TypeError, OSError) as exc:
+        _fail(exc)
+    finally:
+        progress.close()
+    with index:
+        info = index.info()
+    seconds = time.perf_counter() - t0
+    if as_json:
+        click.echo(json.dumps(dict(info, seconds=seconds), indent=2, sort_keys=True))
+        return
+    p = info["params"]
+    click.echo(f"built {info['algorithm']} index {info['path']} in {seconds:.2f} s: "
+               f"n = {info['n']}, d = {info['d']} ({info['dtype']}), m = {p['m']}, l = {p['l']}, "
+               f"w = {p['w']:.4f}, {info['index_bytes'] / 2**20:.1f} MiB")
+
+
+def _load_queries(queries, fmt, dtype, d):
+    from .datasets import read_queries
+    return read_queries(queries, format=fmt, dtype=dtype, dim=d if fmt == "raw" or dtype else None,
+                        expected_dim=d)
+
+
+_query_options = [
+    click.option("--query-format", type=_FORMATS, default=None,
+                 help="Format of QUERIES; default from the extension (raw if unknown)."),
+    click.option("--query-dtype", type=_DTYPES, default=None,
+                 help="Coordinate type of raw QUERIES (their dimension is the index's)."),
+    click.option("--cache", default="0", show_default=True,
+                 help="Buffer-pool size, e.g. 64MiB; 0 counts every page access as a read."),
+]
+
+
+def _with_query_options(f):
+    for opt in reversed(_query_options):
+        f = opt(f)
+    return f
+
+
+@main.command()
+@click.argument("index_dir", type=click.Path())
+@click.argument("queries")
+@click.option("-k", type=int, default=10, show_default=True, help="Neighbours per query.")
+@click.option("--out", type=click.Path(), required=True,
+              help="Result file: .ivecs (ids) or anything else for the QALSH layout "
+                   "(per query k records of float32 distance, int32 id).")
+@_with_query_options
+@click.option("--json", "as_json", is_flag=True, help="Print the cost summary as JSON.")
+def search(index_dir, queries, k, out, query_format, query_dtype, cache, as_json):
+    """Search INDEX_DIR for the k nearest neighbours of each query in QUERIES."""
+    from .datasets import write_groundtruth
+    from .index import open as open_index
+    if k < 1:
+        raise click.BadParameter(f"k must be >= 1, got {k}", param_hint="-k")
+    try:
+        with open_index(index_dir, cache_bytes=cache) as index:
+            q = _load_queries(queries, query_format, query_dtype, index.d)
+            D, I, stats = index.search(q, k, return_stats=True)
+        fmt = "ivecs" if out.endswith(".ivecs") else "qalsh"
+        write_groundtruth(out, D, I, format=fmt)
+    except (LshdiskError, StorageError, ValueError, TypeError, OSError) as exc:
+        _fail(exc)
+    mean = stats.mean()
+    summary = {"queries": int(q.shape[0]), "k": k, "out": out,
+               "page_reads": mean["page_reads"], "seeks": mean["seeks"],
+               "mb_read": mean["bytes_read"] / 1e6, "candidates": mean["candidates"],
+               "cpu_ms": mean["cpu_seconds"] * 1e3}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"{summary['queries']} queries, k = {k}: {summary['page_reads']:.1f} page reads, "
+                   f"{summary['seeks']:.1f} seeks, {summary['mb_read']:.2f} MB, "
+                   f"{summary['cpu_ms']:.2f} ms per query; results in {out}")
+
+
+@main.command()
+@click.argument("source")
+@click.argument("queries")
+@click.option("-k", type=int, default=100, show_default=True, help="Neighbours per query.")
+@click.option("--out", type=click.Path(), required=True,
+              help="Output: .ivecs (ids only) or the QALSH layout (float32 distance, int32 id).")
+@click.option("--memory", default="256MiB", show_default=True, help="Memory for base chunks.")
+@click.option("--format", "fmt", type=_FORMATS, default=None, help="Format of SOURCE.")
+@click.option("--dtype", type=_DTYPES, default=None, help="Coordinate type of a raw SOURCE.")
+@click.option("--dim", type=int, default=None, help="Dimension of a raw SOURCE.")
+@click.option("--query-format", type=_FORMATS, default=None, help="Format of QUERIES.")
+@click.option("--query-dtype", type=_DTYPES, default=None, help="Coordinate type of raw QUERIES.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def groundtruth(source, queries, k, out, memory, fmt, dtype, dim, query_format, query_dtype, quiet):
+    """Exact k nearest neighbours of QUERIES in SOURCE, by a chunked scan (out of core)."""
+    from ._units import parse_bytes
+    from .datasets import open_source, write_groundtruth
+    from .groundtruth import compute_groundtruth
+    if k < 1:
+        raise click.BadParameter(f"k must be >= 1, got {k}", param_hint="-k")
+    progress = _Progress(_progress_enabled(quiet))
+    try:
+        with open_source(source, format=fmt, dtype=dtype, dim=dim) as src:
+            q = _load_queries(queries, query_format, query_dtype, src.d)
+            D, I = compute_groundtruth(src, q, k, memory_limit_bytes=parse_bytes(memory, name="--memory"),
+                                       progress=lambda done, total: progress("groundtruth", done, total))
+        write_groundtruth(out, D, I, format="ivecs" if out.endswith(".ivecs") else "qalsh")
+    except (LshdiskError, StorageError, ValueError, TypeError, OSError) as exc:
+        _fail(exc)
+    finally:
+        progress.close()
+    click.echo(f"exact {k}-NN of {q.shape[0]} queries written to {out}")
+
+
+@main.command()
+@click.argument("index_dir", type=click.Path())
+@click.argument("queries")
+@click.option("--gt", "gt_path", required=True, help="Exact ground truth of QUERIES.")
+@click.option("--gt-format", type=click.Choice(["qalsh", "hdf5"]), default="qalsh", show_default=True,
+              help="qalsh: per query K records of (float32 distance, int32 id); hdf5: ann-benchmarks "
+                   "file with 'distances'.")
+@click.option("-k", "ks", default="1,10,100", show_default=True, help="Comma-separated k values.")
+@_with_query_options
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
+def evaluate(index_dir, queries, gt_path, gt_format, ks, query_format, query_dtype, cache, as_json):
+    """Search QUERIES for each k and report overall ratio, recall and disk cost per query."""
+    from .datasets import read_groundtruth
+    from .evaluate import evaluate as run
+    from .index import open as open_index
+    ks = _parse_ks(ks)
+    try:
+        with open_index(index_dir, cache_bytes=cache) as index:
+            q = _load_queries(queries, query_format, query_dtype, index.d)
+            gt_D, _ = read_groundtruth(gt_path, format=gt_format, n_queries=q.shape[0])
+            if gt_D is None:
+                raise ValueError(f"{gt_path} holds no distances: use a ground truth with distances "
+                                 f"(lshdisk groundtruth writes them)")
+            if gt_D.shape[0] != q.shape[0]:
+                raise ValueError(f"{gt_path} has {gt_D.shape[0]} queries but {queries} has {q.shape[0]}")
+            rows = run(index, q, gt_D, ks)
+    except (LshdiskError, StorageError, ValueError, TypeError, OSError) as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps({"rows": rows}, indent=2))
+        return
+    click.echo(_table(rows, [("algorithm", "algorithm", "{}"), ("k", "k", "{}"),
+                             ("ratio", "ratio", "{:.4f}"), ("recall", "recall", "{:.3f}"),
+                             ("page_reads", "page I/O", "{:.1f}"), ("seeks", "seeks", "{:.1f}"),
+                             ("mb_read", "MB read", "{:.2f}"), ("candidates", "cands", "{:.1f}"),
+                             ("cpu_ms", "ms/query", "{:.2f}")]))
+
+
+@main.command()
+@click.argument("index_dir", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
+def info(index_dir, as_json):
+    """Describe the index in INDEX_DIR: algorithm, parameters (with the derived m and l), files."""
+    from .index import open as open_index
+    try:
+        with open_index(index_dir) as index:
+            data = index.info()
+    except (LshdiskError, StorageError, ValueError, OSError) as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    p = data["params"]
+    click.echo(f"index      {data['path']}")
+    click.echo(f"algorithm  {data['algorithm']} (format {data['format_version']})")
+    click.echo(f"data       n = {data['n']}, d = {data['d']}, dtype = {data['dtype']}, "
+               f"source = {data['dataset']['source']}")
+    click.echo("params     " + ", ".join(f"{k} = {p[k]:.6g}" if isinstance(p[k], float) else f"{k} = {p[k]}"
+                                         for k in ("c", "w", "delta", "beta", "p1", "p2", "alpha", "m", "l")))
+    click.echo(f"trees      {data['trees']['count']} B+-trees, height {data['trees']['height']}, "
+               f"{data['trees']['leaves_per_tree']} leaves each; page size {data['page_size']} B; "
+               f"seed {data['seed']}")
+    for name, f in sorted(data["files"].items()):
+        click.echo(f"file       {name}: {f['pages']} pages, {f['bytes'] / 2**20:.2f} MiB")
+    click.echo(f"built in   {data['build']['seconds']:.2f} s with memory limit "
+               f"{data['build']['memory_limit_bytes'] / 2**20:.0f} MiB")
+
+
+@main.command()
+@click.option("--dir", "workdir", type=click.Path(), default="data/demo", show_default=True,
+              help="Where the demo data and index go.")
+@click.option("-n", "n", type=int, default=50000, show_default=True, help="Points to generate.")
+@click.option("-d", "d", type=int, default=64, show_default=True, help="Dimension.")
+@click.option("--memory", default="64MiB", show_default=True, help="Build memory limit.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def demo(workdir, n, d, memory, quiet):
+    """Generate clustered unit-norm data, build a QALSH index, search and evaluate it.
+
+    Everything is made from scratch under --dir (existing demo files are replaced).
+    """
+    from .datasets import read_groundtruth, write_groundtruth
+    from .evaluate import evaluate as run
+    from .groundtruth import compute_groundtruth
+    from .index import build as build_index
+    from .synthetic import clustered_chunks, write_clustered
+    os.makedirs(workdir, exist_ok=True)
+    base = os.path.join(workdir, "base.npy")
+    queries_path = os.path.join(workdir, "queries.npy")
+    gt_path = os.path.join(workdir, "groundtruth.gt")
+    index_dir = os.path.join(workdir, "base.qalsh")
+    progress = _Progress(_progress_enabled(quiet))
+    click.echo(f"1/4 generating {n} x {d} clustered unit-norm float32 points in {base}")
+    write_clustered(base, n, d, seed=1)
+    q = next(clustered_chunks(100, d, seed=1, stream=1))  # same centres, held-out points
+    np.save(queries_path, q)
+    click.echo(f"2/4 building a QALSH index in {index_dir} (memory limit {memory})")
+    t0 = time.perf_counter()
+    try:
+        index = build_index(base, index_dir, memory_limit=memory, progress=progress, overwrite=True)
+    finally:
+        progress.close()
+    build_s = time.perf_counter() - t0
+    click.echo(f"    built in {build_s:.2f} s: m = {index.params.m}, l = {index.params.l}")
+    click.echo("3/4 exact ground truth by a chunked scan")
+    D, I = compute_groundtruth(base, q, 100)
+    write_groundtruth(gt_path, D, I)
+    gt_D, _ = read_groundtruth(gt_path, n_queries=q.shape[0])
+    click.echo("4/4 searching and evaluating (no buffer pool: every page access is a read)")
+    with index:
+        rows = run(index, q, gt_D, [1, 10, 100])
+    click.echo(_table(rows, [("k", "k", "{}"), ("ratio", "overall ratio", "{:.4f}"),
+                             ("recall", "recall", "{:.3f}"), ("page_reads", "page I/O", "{:.1f}"),
+                             ("seeks", "seeks", "{:.1f}"), ("mb_read", "MB read", "{:.2f}"),
+                             ("candidates", "candidates", "{:.1f}"), ("cpu_ms", "ms/query", "{:.2f}")]))
+    click.echo(f"\nindex: {index_dir}   try: lshdisk info {index_dir}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,423 @@
+"""Building and opening lshdisk indexes: the Python API.
+
+An index is a directory::
+
+    INDEX_DIR/
+        catalog/        LMDB environment: versioned JSON metadata and the hash functions
+        vectors.pages   the data vectors, for false-positive removal (lshdisk.vector_store)
+        trees.pages     the m B+-trees of the projections (QALSH)
+
+It is built under a temporary sibling name and renamed into place only when complete, so a
+failed or interrupted build leaves no index behind and never damages an existing one.
+"""
+
+import math
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from storage import BufferPool, IOCounter, PageFile
+from storage.catalog import Catalog
+from storage.errors import StorageError
+from . import __version__
+from .datasets import open_source, read_queries
+from .errors import IndexExistsError, NotAnIndexError
+from .params import QALSHParams, qalsh_params
+from .qalsh import QALSHBuilder, QALSHSearcher, TREES_FILE, TREES_KIND, draw_projections
+from .vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
+from ._units import parse_bytes
+
+__all__ = ["build", "open", "Index", "SearchStats", "ALGORITHMS", "INDEX_FORMAT",
+           "INDEX_VERSION"]
+
+INDEX_FORMAT = "lshdisk-index"
+INDEX_VERSION = (1, 0)
+ALGORITHMS = ("qalsh",)
+CATALOG_DIR = "catalog"
+VECTORS_FILE = "vectors.pages"
+_MIN_MEMORY = 16 * 2**20
+_open = open  # the builtin, before this module defines its own open()
+
+
+def _report(progress, stage, done, total):
+    if progress is not None:
+        progress(stage, done, total)
+
+
+def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory_limit="1GiB",
+          seed=0, progress=None, overwrite=False, format=None, dtype=None, dim=None,
+          delta=None, beta=None, w=None):
+    """Build an index of ``source`` in ``index_dir``, out of core, and open it.
+
+    Parameters
+    ----------
+    source : str, os.PathLike or 2-D array-like
+        Anything :func:`lshdisk.datasets.open_source` reads: .fvecs/.bvecs/.ivecs, .fbin/.u8bin/
+        .i8bin, .npy, ``file.hdf5:train``, a raw headerless file (with ``dtype`` and ``dim``), or
+        an array / ``np.memmap`` of shape (n, d). Read once, in chunks.
+    index_dir : str or os.PathLike
+        Directory to create.
+    algorithm : {"qalsh"}
+    c : float
+        Approximation ratio, > 1.
+    page_size : int
+        Bytes per page, a power of two from 512 to 1 MiB.
+    memory_limit : int or str
+        Peak memory of the build's own buffers, e.g. ``"256MiB"`` (at least 16 MiB); the data
+        are streamed and the projections sorted with an external merge sort within it.
+    seed : int
+        Seed of the hash functions; the same seed and data give byte-identical page files.
+    progress : callable, optional
+        ``progress(stage, done, total)`` with stage ``"read"`` (rows) or ``"trees"`` (entries).
+    overwrite : bool
+        Replace an existing index at ``index_dir`` (only once the new one is complete).
+    format, dtype, dim : optional
+        Passed to :func:`lshdisk.datasets.open_source`.
+    delta, beta, w : float, optional
+        Override the paper's defaults (delta = 1/e, beta = 100/n, w from c).
+
+    Returns
+    -------
+    Index
+        The new index, open with no buffer pool.
+
+    Raises
+    ------
+    IndexExistsError
+        If ``index_dir`` exists and ``overwrite`` is false.
+    DatasetError
+        If the source is empty, truncated, malformed or holds NaN/Inf.
+    ValueError
+        For a bad parameter (unknown algorithm, c <= 1, page size, memory limit, ...).
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    memory_limit_bytes = parse_bytes(memory_limit, name="memory_limit")
+    if memory_limit_bytes < _MIN_MEMORY:
+        raise ValueError(f"memory_limit must be at least 16MiB, got {memory_limit!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    from storage.format import check_page_size
+    check_page_size(page_size)
+    index_dir = os.path.abspath(os.fspath(index_dir))
+    if os.path.exists(index_dir) and not overwrite:
+        raise IndexExistsError(f"{index_dir} already exists: choose another path, remove it, "
+                               f"or pass overwrite=True (--overwrite)")
+    parent = os.path.dirname(index_dir)
+    if not os.path.isdir(parent):
+        raise FileNotFoundError(f"the parent directory of {index_dir} does not exist: create it first")
+
+    started = time.perf_counter()
+    src = open_source(source, format=format, dtype=dtype, dim=dim)
+    work = f"{index_dir}.building-{os.getpid()}-{secrets.token_hex(4)}"
+    os.mkdir(work)
+    builder = None
+    try:
+        kwargs = {k: v for k, v in (("delta", delta), ("beta", beta), ("w", w)) if v is not None}
+        params = qalsh_params(src.n, c=c, **kwargs)
+        a = draw_projections(int(seed), params.m, src.d)
+        counter = IOCounter()
+        # Budget: 60 % external sort, 15 % chunk temporaries, the rest for writers and slack.
+        per_row = QALSHBuilder.chunk_bytes_per_row(src.d, src.dtype.itemsize, params.m)
+        chunk_rows = max(1, int(0.15 * memory_limit_bytes) // per_row)
+        writer = VectorStoreWriter(os.path.join(work, VECTORS_FILE), d=src.d, dtype=src.dtype,
+                                   page_size=page_size, counter=counter)
+        builder = QALSHBuilder(work, n=src.n, d=src.d, params=params, a=a, page_size=page_size,
+                               memory_limit_bytes=int(0.6 * memory_limit_bytes), counter=counter)
+        for start, rows in src.iter_chunks(chunk_rows):
+            writer.append(rows)
+            builder.add_chunk(start, rows)
+            _report(progress, "read", start + rows.shape[0], src.n)
+        writer.finish()
+        trees = builder.finish(progress=lambda done, total: _report(progress, "trees", done, total))
+        meta = {
+            "format": INDEX_FORMAT,
+            "format_version": list(INDEX_VERSION),
+            "lshdisk_version": __version__,
+            "algorithm": algorithm,
+            "params": params.to_dict(),
+            "seed": int(seed),
+            "page_size": page_size,
+            "dataset": {"n": src.n, "d": src.d, "dtype": src.dtype.name, "format": src.format,
+                        "source": src.path, "fingerprint": src.fingerprint()},
+            "files": {"vectors": VECTORS_FILE, "trees": TREES_FILE},
+            "hash": {"a": "qalsh/a", "shape": [params.m, src.d], "dtype": "float32",
+                     "distribution": "N(0, 1) per coordinate, numpy default_rng(seed).standard_normal"},
+            "trees": trees["trees"],
+            "build": {"memory_limit_bytes": memory_limit_bytes,
+                      "seconds": round(time.perf_counter() - started, 3),
+                      "bytes_written": counter.snapshot().bytes_written},
+        }
+        catalog = Catalog.create(os.path.join(work, CATALOG_DIR))
+        try:
+            catalog.put_array("qalsh/a", a)
+            catalog.put_json("index", meta)
+        finally:
+            catalog.close()
+        _fsync_dir(work)
+        _install(work, index_dir)
+    except BaseException:
+        if builder is not None:
+            builder.abort()
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    finally:
+        src.close()
+    return Index(index_dir)
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _install(work, index_dir):
+    """Rename the finished build into place; an old index is removed only after that."""
+    if not os.path.exists(index_dir):
+        os.rename(work, index_dir)
+    else:
+        if not _looks_like_index(index_dir):
+            raise IndexExistsError(f"{index_dir} exists and is not an lshdisk index: refusing to "
+                                   f"replace it; choose another path")
+        old = f"{index_dir}.replaced-{secrets.token_hex(4)}"
+        os.rename(index_dir, old)
+        os.rename(work, index_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    _fsync_dir(os.path.dirname(index_dir))
+
+
+def _looks_like_index(path):
+    return os.path.isdir(os.path.join(path, CATALOG_DIR))
+
+
+def open(index_dir, *, cache_bytes=0):  # noqa: A001 - the API is lshdisk.open, as faiss.read_index
+    """Open an index for searching.
+
+    Parameters
+    ----------
+    index_dir : str or os.PathLike
+    cache_bytes : int or str
+        Buffer-pool capacity shared by the index's files; 0 (default) means every page access
+        is a counted device read, as in the reference codes.
+
+    Returns
+    -------
+    Index
+
+    Raises
+    ------
+    NotAnIndexError
+        If ``index_dir`` does not hold an lshdisk index.
+    """
+    return Index(index_dir, cache_bytes=cache_bytes)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchStats:
+    """Per-query costs of one :meth:`Index.search` call; each field is an array (n_queries,).
+
+    Attributes
+    ----------
+    page_reads : int64
+        Pages read from the device: B+-tree nodes and vector pages.
+    seeks : int64
+        Reads that were not the page right after the previous read (see storage.iostats).
+    bytes_read : int64
+    candidates : int64
+        Points whose exact distance was computed (false-positive removal).
+    cpu_seconds : float64
+        CPU time of the query (candidate generation and verification, I/O calls included).
+    cache_hits : int64
+        Page accesses served by the buffer pool.
+    """
+
+    page_reads: np.ndarray
+    seeks: np.ndarray
+    bytes_read: np.ndarray
+    candidates: np.ndarray
+    cpu_seconds: np.ndarray
+    cache_hits: np.ndarray
+
+    def __getitem__(self, name):
+        return getattr(self, name)
+
+    def keys(self):
+        return list(self.__slots__)
+
+    def mean(self):
+        """Means over the queries, as a dict."""
+        return {k: float(np.mean(getattr(self, k))) if len(getattr(self, k)) else 0.0
+                for k in self.__slots__}
+
+
+class Index:
+    """An open lshdisk index. Use :func:`lshdisk.open` or :func:`lshdisk.build`.
+
+    Attributes
+    ----------
+    path : str
+    algorithm : str
+    n, d : int
+    dtype : numpy dtype
+        Storage dtype of the vectors.
+    params : QALSHParams
+    meta : dict
+        The catalog's metadata.
+    counter : storage.IOCounter
+        Cumulative I/O of this handle.
+    """
+
+    def __init__(self, index_dir, *, cache_bytes=0):
+        self.path = os.path.abspath(os.fspath(index_dir))
+        self._files = []
+        cache = parse_bytes(cache_bytes, name="cache_bytes")
+        if not os.path.isdir(self.path):
+            raise NotAnIndexError(f"{self.path} is not a directory: pass the INDEX_DIR given to "
+                                  f"'lshdisk build'")
+        if not _looks_like_index(self.path):
+            raise NotAnIndexError(f"{self.path} is not an lshdisk index (no catalog/): pass the "
+                                  f"INDEX_DIR given to 'lshdisk build'")
+        try:
+            with Catalog.open(os.path.join(self.path, CATALOG_DIR)) as catalog:
+                meta = catalog.get_json("index")
+                a = catalog.get_array(meta["hash"]["a"])
+        except (StorageError, KeyError) as exc:
+            raise NotAnIndexError(f"{self.path} is not a readable lshdisk index ({exc}); rebuild "
+                                  f"it with 'lshdisk build'") from exc
+        if meta.get("format") != INDEX_FORMAT:
+            raise NotAnIndexError(f"{self.path} is not an lshdisk index (format "
+                                  f"{meta.get('format')!r})")
+        major = meta["format_version"][0]
+        if major != INDEX_VERSION[0]:
+            raise NotAnIndexError(f"{self.path} has index format {major}.x; this lshdisk reads "
+                                  f"{INDEX_VERSION[0]}.x: rebuild the index or upgrade lshdisk")
+        self.meta = meta
+        self.algorithm = meta["algorithm"]
+        self.n = meta["dataset"]["n"]
+        self.d = meta["dataset"]["d"]
+        self.dtype = np.dtype(meta["dataset"]["dtype"])
+        self.params = QALSHParams(**meta["params"])
+        self.counter = IOCounter()
+        self.buffer_pool = BufferPool(cache)
+        try:
+            vec_file = self._open_file(meta["files"]["vectors"], VECTORS_KIND)
+            self.vectors = VectorStore(vec_file)
+            trees_file = self._open_file(meta["files"]["trees"], TREES_KIND)
+            self._searcher = QALSHSearcher(trees_file, meta["trees"], a, self.params, self.vectors)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_file(self, name, kind):
+        pf = PageFile.open(os.path.join(self.path, name), counter=self.counter,
+                           buffer_pool=self.buffer_pool, kind=kind)
+        self._files.append(pf)
+        return pf
+
+    def search(self, queries, k, *, return_stats=False):
+        """c-approximate k-nearest-neighbour search under Euclidean distance.
+
+        Parameters
+        ----------
+        queries : array-like, shape (n_queries, d) or (d,)
+            Any real dtype; converted to float32.
+        k : int
+            Neighbours per query, >= 1.
+        return_stats : bool
+            Also return a :class:`SearchStats` of per-query costs.
+
+        Returns
+        -------
+        D : ndarray of float32, shape (n_queries, k)
+            Euclidean distances, ascending; +inf where fewer than k points were found.
+        I : ndarray of int64, shape (n_queries, k)
+            Ids (row numbers of the source), -1 where fewer than k points were found.
+        stats : SearchStats
+            Only with ``return_stats=True``.
+
+        Raises
+        ------
+        ValueError
+            If k < 1, or queries have the wrong dimension or hold NaN/Inf.
+        """
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"k must be an int, got {type(k).__name__}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        k = int(k)
+        self._check_open()
+        q = read_queries(queries, expected_dim=self.d)
+        nq = q.shape[0]
+        D = np.full((nq, k), np.inf, dtype=np.float32)
+        I = np.full((nq, k), -1, dtype=np.int64)
+        cols = {name: np.zeros(nq, dtype=np.int64) for name in
+                ("page_reads", "seeks", "bytes_read", "candidates", "cache_hits")}
+        cpu = np.zeros(nq, dtype=np.float64)
+        for i in range(nq):
+            before = self.counter.snapshot()
+            self.counter.reset_head()
+            t0 = time.thread_time()
+            sq, ids = self._searcher.search_one(q[i], k)
+            order = np.lexsort((ids, sq))[:k]
+            D[i, :order.size] = np.sqrt(sq[order])
+            I[i, :order.size] = ids[order]
+            cpu[i] = time.thread_time() - t0
+            io = self.counter.snapshot().delta(before)
+            cols["page_reads"][i] = io.page_reads
+            cols["seeks"][i] = io.seeks
+            cols["bytes_read"][i] = io.bytes_read
+            cols["cache_hits"][i] = io.cache_hits
+            cols["candidates"][i] = ids.size
+        if return_stats:
+            return D, I, SearchStats(cpu_seconds=cpu, **cols)
+        return D, I
+
+    def info(self):
+        """Index metadata for people and programs (dict, JSON-ready)."""
+        meta = self.meta
+        files = {}
+        for pf in self._files:
+            files[os.path.basename(pf.path)] = {"pages": pf.page_count,
+                                                "bytes": pf.page_count * pf.page_size}
+        return {
+            "path": self.path,
+            "algorithm": self.algorithm,
+            "format_version": ".".join(map(str, meta["format_version"])),
+            "n": self.n, "d": self.d, "dtype": self.dtype.name,
+            "page_size": meta["page_size"],
+            "seed": meta["seed"],
+            "params": meta["params"],
+            "dataset": meta["dataset"],
+            "trees": {"count": len(meta["trees"]),
+                      "height": max(t["height"] for t in meta["trees"]),
+                      "leaves_per_tree": meta["trees"][0]["n_leaves"]},
+            "vectors": {"points_per_page": self.vectors.points_per_page},
+            "files": files,
+            "index_bytes": sum(f["bytes"] for f in files.values()),
+            "build": meta["build"],
+        }
+
+    def _check_open(self):
+        if not self._files or any(pf.closed for pf in self._files):
+            raise ValueError(f"index {self.path} is closed")
+
+    def close(self):
+        """Close the index's files; later searches raise ValueError."""
+        for pf in self._files:
+            pf.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"Index({self.path!r}, algorithm={self.algorithm!r}, n={self.n}, d={self.d})"
