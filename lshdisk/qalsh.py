@@ -170,7 +170,7 @@ class QALSHSearcher:
         m = self.m
         self._pages = np.zeros((2, m, trees_file.page_size), dtype=np.uint8)
         self._state = np.zeros((2, m, 4), dtype=np.int64)
-        self._keyfmt = np.zeros((2, m, 2), dtype=np.float64)
+        self._keyfmt = np.zeros((2, m, 3), dtype=np.float64)
         self._qproj = np.empty(m, dtype=np.float64)
         self._counts = np.zeros(self.n, dtype=np.uint16)
         self._touched = np.empty(self.n, dtype=np.int64)

@@ -142,8 +142,10 @@ class BulkLoader:
             raise ValueError("keys and ids must be 1-D arrays of the same length")
         if keys.size == 0:
             return
-        if np.isnan(keys).any() or keys[0] < self._last_key or (np.diff(keys) < 0).any():
-            raise ValueError("keys must be ascending across add() calls, without NaN")
+        if not np.isfinite(keys).all():
+            raise ValueError("keys must be finite (no NaN or infinity)")
+        if keys[0] < self._last_key or (np.diff(keys) < 0).any():
+            raise ValueError("keys must be ascending across add() calls")
         if ids.min() < 0 or ids.max() >= self._id_limit:
             raise ValueError(f"ids must be in [0, 2**{self.id_bits}) for this tree")
         self._last_key = keys[-1]
@@ -257,7 +259,7 @@ class BPlusTree:
         c = header[2]
         keys = np.empty(c, dtype=np.float32)
         ids = np.empty(c, dtype=np.int64)
-        decode_leaf(payload, c, header[1], header[5], header[6], keys, ids)
+        decode_leaf(payload, c, header[1], header[5], header[6], header[7], keys, ids)
         return keys, ids, _page_or_none(header[3]), _page_or_none(header[4])
 
     def read_leaf_into(self, page_no, keys_out, ids_out):
@@ -274,7 +276,7 @@ class BPlusTree:
         """
         payload, header = self._leaf_payload(page_no)
         c = header[2]
-        decode_leaf(payload, c, header[1], header[5], header[6], keys_out, ids_out)
+        decode_leaf(payload, c, header[1], header[5], header[6], header[7], keys_out, ids_out)
         return c, _page_or_none(header[3]), _page_or_none(header[4])
 
     def _leaf_payload(self, page_no):
@@ -298,7 +300,7 @@ class BPlusTree:
             off = INNER_HEADER_STRUCT.size
             keys = payload[off:off + 4 * c].view("<f4")
             children = payload[off + 4 * c:off + 8 * c].view("<u4")
-            idx = int(np.searchsorted(keys, np.float32(key), side="left")) - 1
+            idx = int(np.searchsorted(keys.astype(np.float64), float(key), side="left")) - 1
             page = int(children[max(idx, 0)])
         return page
 
@@ -312,7 +314,7 @@ class BPlusTree:
         """
         page = self.find_leaf(key)
         keys, ids, prev, nxt = self.read_leaf(page)
-        pos = int(np.searchsorted(keys, np.float32(key), side="left"))
+        pos = int(np.searchsorted(keys.astype(np.float64), float(key), side="left"))
         return Cursor(self, page, keys, ids, prev, nxt, pos)
 
     def first(self):

@@ -51,12 +51,14 @@ class BufferPool:
 
     def put(self, key, payload):
         """Cache ``payload`` (a read-only array) under ``key``, evicting the least recently used."""
-        size = payload.nbytes
-        if size > self.capacity_bytes:
+        if not self.capacity_bytes:
             return
         old = self._pages.pop(key, None)
         if old is not None:
             self._bytes -= old.nbytes
+        size = payload.nbytes
+        if size > self.capacity_bytes:
+            return
         while self._bytes + size > self.capacity_bytes:
             _, evicted = self._pages.popitem(last=False)
             self._bytes -= evicted.nbytes

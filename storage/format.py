@@ -41,7 +41,8 @@ B+-tree node payloads (:mod:`storage.btree`)
 --------------------------------------------
 
 Leaf node. Keys are float32 projection values; each is stored as a 16-bit code relative to
-the leaf's key range, ``key = key_min + code * key_step`` (``code = round((key -
+the leaf's key range, ``key = min(key_min + code * key_step, key_max)`` (code 65535 is
+key_max itself; ``code = round((key -
 key_min) / key_step)``, ``key_step = (key_max - key_min) / 65535``), so the reconstructed
 key is within ``key_step / 2`` of the true one and the order is kept. Ids are bit-packed
 with ``id_bits`` bits each (``ceil(log2(n))``, at least 1), least significant bit first.

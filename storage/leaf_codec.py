@@ -53,7 +53,7 @@ def encode_leaf(keys, ids, id_bits, key_step, out):
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def leaf_header(page):
-    """(count, prev_page, next_page, key_min, key_step, id_bits) of a leaf page (uint8 array).
+    """(count, prev_page, next_page, key_min, key_step, key_max, id_bits) of a leaf page (uint8 array).
 
     Pages are -1 where there is no neighbour.
     """
@@ -66,14 +66,25 @@ def leaf_header(page):
         nxt = -1
     kmin = np.float64(page[12:16].view(np.float32)[0])
     step = np.float64(page[16:20].view(np.float32)[0])
-    return count, prev, nxt, kmin, step, np.int64(page[1])
+    kmax = np.float64(page[20:24].view(np.float32)[0])
+    return count, prev, nxt, kmin, step, kmax, np.int64(page[1])
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def leaf_key(page, key_min, key_step, j):
-    """Decoded key of entry j (float32 precision, returned as float64)."""
+def leaf_key(page, key_min, key_step, key_max, j):
+    """Decoded key of entry j (float32 precision, returned as float64).
+
+    ``key_min + code * key_step``, clamped to the leaf's exact [key_min, key_max]; code 65535
+    is key_max itself. Decoded keys are therefore non-decreasing within a leaf and across
+    leaves (each leaf's range lies between its neighbours').
+    """
     code = np.int64(page[LEAF_ENTRIES_OFFSET + 2 * j]) | (np.int64(page[LEAF_ENTRIES_OFFSET + 2 * j + 1]) << 8)
-    return np.float64(np.float32(key_min + code * key_step))
+    if code == KEY_CODE_MAX:
+        return key_max
+    x = key_min + code * key_step
+    if x > key_max:
+        x = key_max
+    return np.float64(np.float32(x))
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -95,11 +106,11 @@ def leaf_id(page, count, id_bits, j):
 @numba.njit(cache=True, nogil=True)
 def leaf_search_ge(page, key):
     """Position of the first entry of a leaf page whose decoded key is >= ``key`` (binary search)."""
-    count, _, _, kmin, step, _ = leaf_header(page)
+    count, _, _, kmin, step, kmax, _ = leaf_header(page)
     lo, hi = 0, count
     while lo < hi:
         mid = (lo + hi) >> 1
-        if leaf_key(page, kmin, step, mid) < key:
+        if leaf_key(page, kmin, step, kmax, mid) < key:
             lo = mid + 1
         else:
             hi = mid
@@ -107,10 +118,11 @@ def leaf_search_ge(page, key):
 
 
 @numba.njit(cache=True, nogil=True)
-def decode_leaf(payload, c, id_bits, key_min, key_step, keys_out, ids_out):
+def decode_leaf(payload, c, id_bits, key_min, key_step, key_max, keys_out, ids_out):
     """Decode ``c`` entries of a leaf payload into keys_out (float32) and ids_out (int64)."""
     kmin = np.float64(key_min)
     step = np.float64(key_step)
+    kmax = np.float64(key_max)
     for j in range(c):
-        keys_out[j] = leaf_key(payload, kmin, step, j)
+        keys_out[j] = leaf_key(payload, kmin, step, kmax, j)
         ids_out[j] = leaf_id(payload, c, id_bits, j)

@@ -219,12 +219,16 @@ class PageFile:
         except BaseException:
             os.close(fd)
             raise
-        head = pf.read_page(0)
-        (length,) = _U32.unpack_from(head, APP_HEADER_OFFSET)
-        if length > pf.payload_size - APP_HEADER_OFFSET - 4:
+        try:
+            head = pf.read_page(0)
+            (length,) = _U32.unpack_from(head, APP_HEADER_OFFSET)
+            if length > pf.payload_size - APP_HEADER_OFFSET - 4:
+                raise CorruptPageError(f"{path}: header page declares an application header of "
+                                       f"{length} bytes")
+            pf.app_header = head[APP_HEADER_OFFSET + 4: APP_HEADER_OFFSET + 4 + length].tobytes()
+        except BaseException:
             pf.close()
-            raise CorruptPageError(f"{path}: header page declares an application header of {length} bytes")
-        pf.app_header = head[APP_HEADER_OFFSET + 4: APP_HEADER_OFFSET + 4 + length].tobytes()
+            raise
         return pf
 
     def _verify(self, page, page_no):
@@ -306,7 +310,9 @@ class PageFile:
         self._verify(out, page_no)
         self.counter.record_read(self.file_id, page_no, ps)
         if pool.capacity_bytes:
-            pool.put((self.file_id, page_no), out[: self.payload_size].copy())
+            cached = out[: self.payload_size].copy()
+            cached.flags.writeable = False
+            pool.put((self.file_id, page_no), cached)
 
     def read_run(self, first_page, n_pages):
         """Read ``n_pages`` consecutive pages with one ``pread``; counted as one seek at most.

@@ -9,7 +9,7 @@ entry per side (0 = left, 1 = right) and hash table t:
   (leftwards for s = 0, rightwards for s = 1), the leaf's entry count, the page of the next
   leaf in the cursor's direction (-1: none) and 1 if the page was just loaded and its header
   not parsed yet;
-- ``keyfmt[s, t]``: float64 ``[key_min, key_step]`` of the leaf.
+- ``keyfmt[s, t]``: float64 ``[key_min, key_step, key_max]`` of the leaf.
 """
 
 import numba
@@ -28,13 +28,14 @@ POS, COUNT, NEIGHBOUR, FRESH = 0, 1, 2, 3
 
 @numba.njit(cache=True, nogil=True)
 def _parse(pages, state, keyfmt, s, t):
-    count, prev, nxt, kmin, step, _ = leaf_header(pages[s, t])
+    count, prev, nxt, kmin, step, kmax, _ = leaf_header(pages[s, t])
     state[s, t, COUNT] = count
     state[s, t, NEIGHBOUR] = prev if s == 0 else nxt
     state[s, t, POS] = count - 1 if s == 0 else 0
     state[s, t, FRESH] = 0
     keyfmt[s, t, 0] = kmin
     keyfmt[s, t, 1] = step
+    keyfmt[s, t, 2] = kmax
 
 
 @numba.njit(cache=True, nogil=True)
@@ -44,7 +45,7 @@ def init_cursors(pages, state, keyfmt, qproj):
     m = qproj.shape[0]
     for t in range(m):
         pages[1, t, :] = pages[0, t, :]
-        count, prev, nxt, kmin, step, _ = leaf_header(pages[0, t])
+        count, prev, nxt, kmin, step, kmax, _ = leaf_header(pages[0, t])
         p = leaf_search_ge(pages[0, t], qproj[t])
         state[0, t, POS] = p - 1
         state[0, t, COUNT] = count
@@ -54,10 +55,10 @@ def init_cursors(pages, state, keyfmt, qproj):
         state[1, t, COUNT] = count
         state[1, t, NEIGHBOUR] = nxt
         state[1, t, FRESH] = 0
-        keyfmt[0, t, 0] = kmin
-        keyfmt[0, t, 1] = step
-        keyfmt[1, t, 0] = kmin
-        keyfmt[1, t, 1] = step
+        for s in range(2):
+            keyfmt[s, t, 0] = kmin
+            keyfmt[s, t, 1] = step
+            keyfmt[s, t, 2] = kmax
 
 
 @numba.njit(cache=True, nogil=True)
@@ -91,9 +92,10 @@ def scan_tables(t_start, pages, state, keyfmt, id_bits, qproj, half_width, count
             count = state[s, t, COUNT]
             kmin = keyfmt[s, t, 0]
             step = keyfmt[s, t, 1]
+            kmax = keyfmt[s, t, 2]
             step_dir = -1 if s == 0 else 1
             while 0 <= p < count:
-                key = leaf_key(page, kmin, step, p)
+                key = leaf_key(page, kmin, step, kmax, p)
                 if (q - key if s == 0 else key - q) > half_width:
                     break
                 i = leaf_id(page, count, id_bits, p)
@@ -139,7 +141,7 @@ def median_head_distance(pages, state, keyfmt, qproj):
         for s in range(2):
             p = state[s, t, POS]
             if 0 <= p < state[s, t, COUNT]:
-                key = leaf_key(pages[s, t], keyfmt[s, t, 0], keyfmt[s, t, 1], p)
+                key = leaf_key(pages[s, t], keyfmt[s, t, 0], keyfmt[s, t, 1], keyfmt[s, t, 2], p)
                 buf[k] = abs(key - qproj[t])
                 k += 1
     if k == 0:
