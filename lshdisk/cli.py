@@ -25,7 +25,7 @@ _DTYPES = click.Choice(["uint8", "int8", "uint16", "int32", "float32", "float64"
 class _Progress:
     """Progress bars on a terminal for ``progress(stage, done, total)`` callbacks."""
 
-    LABELS = {"read": "reading and projecting", "trees": "building B+-trees",
+    LABELS = {"read": "reading and projecting", "tables": "writing hash tables",
               "groundtruth": "scanning the base"}
 
     def __init__(self, enabled):
@@ -96,8 +96,10 @@ def main():
 @main.command()
 @click.argument("source")
 @click.argument("index_dir", type=click.Path())
-@click.option("--algorithm", type=click.Choice(["qalsh"]), default="qalsh", show_default=True,
-              help="LSH scheme (QALSH, Huang et al. PVLDB 2015).")
+@click.option("--algorithm", type=click.Choice(["qalsh", "ilsh"]), default="qalsh", show_default=True,
+              help="LSH scheme: qalsh (Huang et al., PVLDB 2015), ilsh (Liu et al., ICDE 2019).")
+@click.option("--preset", type=click.Choice(["jafari2021"]), default=None,
+              help="Named parameters: jafari2021 = the 2021 experimental study's delta = 0.1, w per method.")
 @click.option("-c", "--ratio", "c", type=float, default=2.0, show_default=True,
               help="Approximation ratio c > 1.")
 @click.option("--memory", default="1GiB", show_default=True,
@@ -115,8 +117,8 @@ def main():
 @click.option("--overwrite", is_flag=True, help="Replace an existing index once the new one is complete.")
 @click.option("--json", "as_json", is_flag=True, help="Print the index summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
-def build(source, index_dir, algorithm, c, memory, page_size, seed, fmt, dtype, dim, delta, beta,
-          overwrite, as_json, quiet):
+def build(source, index_dir, algorithm, preset, c, memory, page_size, seed, fmt, dtype, dim, delta,
+          beta, overwrite, as_json, quiet):
     """Build an index of SOURCE in INDEX_DIR, out of core.
 
     SOURCE is a .fvecs/.bvecs/.ivecs, .fbin/.u8bin/.i8bin, .npy or FILE.hdf5:DATASET file, or a
@@ -131,7 +133,7 @@ def build(source, index_dir, algorithm, c, memory, page_size, seed, fmt, dtype, 
         index = build_index(source, index_dir, algorithm=algorithm, c=c, page_size=page_size,
                             memory_limit=memory, seed=seed, progress=progress,
                             overwrite=overwrite, format=fmt, dtype=dtype, dim=dim, delta=delta,
-                            beta=beta)
+                            beta=beta, preset=preset)
     except (LshdiskError, StorageError, ValueError, TypeError, OSError) as exc:
         _fail(exc)
     finally:
@@ -299,9 +301,10 @@ def info(index_dir, as_json):
                f"source = {data['dataset']['source']}")
     click.echo("params     " + ", ".join(f"{k} = {p[k]:.6g}" if isinstance(p[k], float) else f"{k} = {p[k]}"
                                          for k in ("c", "w", "delta", "beta", "p1", "p2", "alpha", "m", "l")))
-    click.echo(f"trees      {data['trees']['count']} B+-trees, height {data['trees']['height']}, "
-               f"{data['trees']['leaves_per_tree']} leaves each; page size {data['page_size']} B; "
-               f"seed {data['seed']}")
+    st = data["structure"]
+    click.echo("structure  " + ", ".join(f"{k} = {v}" for k, v in st.items())
+               + f"; page size {data['page_size']} B; seed {data['seed']}"
+               + (f"; preset {data['preset']}" if data.get("preset") else ""))
     for name, f in sorted(data["files"].items()):
         click.echo(f"file       {name}: {f['pages']} pages, {f['bytes'] / 2**20:.2f} MiB")
     click.echo(f"built in   {data['build']['seconds']:.2f} s with memory limit "

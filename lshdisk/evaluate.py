@@ -4,7 +4,9 @@ Definitions follow the QALSH and C2LSH papers and the reference codes:
 
 - overall ratio: the mean over queries and ranks j = 1..k of ``D[q, j] / D*[q, j]``, the
   returned over the true j-th nearest distance (ranks whose true distance is 0 count as 1 when
-  the returned distance is 0 too, and are left out otherwise);
+  the returned distance is 0 too, and are left out otherwise; ranks past the dataset's size,
+  padded with +inf in the ground truth, are left out; a missing result where the ground truth
+  has one makes the ratio +inf);
 - recall@k: the share of returned points within the true k-th nearest distance, as the
   reference QALSH code prints it (ties at that distance count as hits).
 """
@@ -44,9 +46,12 @@ def overall_ratio(D, gt_D, k):
     gt_D = np.asarray(gt_D, dtype=np.float64)
     _check(D, gt_D, k)
     truth = gt_D[:, :k]
-    zero = truth <= 0.0
-    ratios = np.where(zero, 1.0, D / np.where(zero, 1.0, truth))
-    keep = ~zero | (D <= 0.0)
+    exists = np.isfinite(truth)  # ranks beyond n are padded with +inf in both
+    if np.any(exists & ~np.isfinite(D)):
+        return float("inf")
+    zero = exists & (truth <= 0.0)
+    ratios = np.where(zero, 1.0, D / np.where(exists & ~zero, truth, 1.0))
+    keep = exists & (~zero | (D <= 0.0))
     return float(np.mean(ratios[keep])) if keep.any() else 1.0
 
 

@@ -26,8 +26,9 @@ from storage.errors import StorageError
 from . import __version__
 from .datasets import open_source, read_queries
 from .errors import IndexExistsError, NotAnIndexError
-from .params import QALSHParams, qalsh_params
-from .qalsh import QALSHBuilder, QALSHSearcher, TREES_FILE, TREES_KIND, draw_projections
+from .params import QALSHParams, PRESETS, qalsh_params
+from .ilsh import ILSHBuilder, ILSHSearcher
+from .qalsh import QALSHBuilder, QALSHSearcher
 from .vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
 from ._units import parse_bytes
 
@@ -36,7 +37,16 @@ __all__ = ["build", "open", "Index", "SearchStats", "ALGORITHMS", "INDEX_FORMAT"
 
 INDEX_FORMAT = "lshdisk-index"
 INDEX_VERSION = (1, 0)
-ALGORITHMS = ("qalsh",)
+ALGORITHMS = ("qalsh", "ilsh")
+
+
+def _algorithm(name):
+    """(params function, params class, builder class, searcher class) of an algorithm."""
+    if name == "qalsh":
+        return qalsh_params, QALSHParams, QALSHBuilder, QALSHSearcher
+    if name == "ilsh":
+        return qalsh_params, QALSHParams, ILSHBuilder, ILSHSearcher
+    raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {name!r}")
 CATALOG_DIR = "catalog"
 VECTORS_FILE = "vectors.pages"
 _MIN_MEMORY = 16 * 2**20
@@ -50,7 +60,7 @@ def _report(progress, stage, done, total):
 
 def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory_limit="1GiB",
           seed=0, progress=None, overwrite=False, format=None, dtype=None, dim=None,
-          delta=None, beta=None, w=None):
+          delta=None, beta=None, w=None, preset=None):
     """Build an index of ``source`` in ``index_dir``, out of core, and open it.
 
     Parameters
@@ -61,7 +71,9 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
         an array / ``np.memmap`` of shape (n, d). Read once, in chunks.
     index_dir : str or os.PathLike
         Directory to create.
-    algorithm : {"qalsh"}
+    algorithm : {"qalsh", "ilsh"}
+        QALSH (Huang et al., PVLDB 2015) or I-LSH (Liu et al., ICDE 2019; same index layout
+        and parameters as QALSH, incremental search).
     c : float
         Approximation ratio, > 1.
     page_size : int
@@ -72,13 +84,19 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
     seed : int
         Seed of the hash functions; the same seed and data give byte-identical page files.
     progress : callable, optional
-        ``progress(stage, done, total)`` with stage ``"read"`` (rows) or ``"trees"`` (entries).
+        ``progress(stage, done, total)`` with stage ``"read"`` (rows) or ``"tables"`` (entries
+        written to the hash tables).
     overwrite : bool
         Replace an existing index at ``index_dir`` (only once the new one is complete).
     format, dtype, dim : optional
         Passed to :func:`lshdisk.datasets.open_source`.
     delta, beta, w : float, optional
-        Override the paper's defaults (delta = 1/e, beta = 100/n, w from c).
+        Override the defaults of the algorithm's paper and code (QALSH: delta = 1/e,
+        beta = 100/n, w from c).
+    preset : {None, "jafari2021"}
+        Named parameter settings: ``"jafari2021"`` is the setting of Jafari & Nagarkar's 2021
+        experimental study (delta = 0.1, c = 2, w = 2.781 for QALSH and I-LSH, w = 2.184 for
+        C2LSH). Explicit ``delta``, ``beta``, ``w`` override it.
 
     Returns
     -------
@@ -94,8 +112,13 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
     ValueError
         For a bad parameter (unknown algorithm, c <= 1, page size, memory limit, ...).
     """
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
+    params_fn, _, builder_cls, _ = _algorithm(algorithm)
+    overrides = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        overrides.update(PRESETS[preset][algorithm])
+    overrides.update({k: v for k, v in (("delta", delta), ("beta", beta), ("w", w)) if v is not None})
     memory_limit_bytes = parse_bytes(memory_limit, name="memory_limit")
     if memory_limit_bytes < _MIN_MEMORY:
         raise ValueError(f"memory_limit must be at least 16MiB, got {memory_limit!r}")
@@ -104,9 +127,13 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
     from storage.format import check_page_size
     check_page_size(page_size)
     index_dir = os.path.abspath(os.fspath(index_dir))
-    if os.path.exists(index_dir) and not overwrite:
-        raise IndexExistsError(f"{index_dir} already exists: choose another path, remove it, "
-                               f"or pass overwrite=True (--overwrite)")
+    if os.path.exists(index_dir):
+        if not overwrite:
+            raise IndexExistsError(f"{index_dir} already exists: choose another path, remove it, "
+                                   f"or pass overwrite=True (--overwrite)")
+        if not _looks_like_index(index_dir):
+            raise IndexExistsError(f"{index_dir} exists and is not an lshdisk index: refusing to "
+                                   f"replace it; choose another path")
     parent = os.path.dirname(index_dir)
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"the parent directory of {index_dir} does not exist: create it first")
@@ -117,44 +144,43 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
     os.mkdir(work)
     builder = None
     try:
-        kwargs = {k: v for k, v in (("delta", delta), ("beta", beta), ("w", w)) if v is not None}
-        params = qalsh_params(src.n, c=c, **kwargs)
-        a = draw_projections(int(seed), params.m, src.d)
+        params = params_fn(src.n, c=c, **overrides)
         counter = IOCounter()
         # Budget: 60 % external sort, 15 % chunk temporaries, the rest for writers and slack.
-        per_row = QALSHBuilder.chunk_bytes_per_row(src.d, src.dtype.itemsize, params.m)
+        builder = builder_cls(work, n=src.n, d=src.d, params=params, seed=int(seed),
+                              page_size=page_size, memory_limit_bytes=int(0.6 * memory_limit_bytes),
+                              counter=counter)
+        per_row = builder.chunk_bytes_per_row(src.dtype.itemsize)
         chunk_rows = max(1, int(0.15 * memory_limit_bytes) // per_row)
         writer = VectorStoreWriter(os.path.join(work, VECTORS_FILE), d=src.d, dtype=src.dtype,
                                    page_size=page_size, counter=counter)
-        builder = QALSHBuilder(work, n=src.n, d=src.d, params=params, a=a, page_size=page_size,
-                               memory_limit_bytes=int(0.6 * memory_limit_bytes), counter=counter)
         for start, rows in src.iter_chunks(chunk_rows):
             writer.append(rows)
             builder.add_chunk(start, rows)
             _report(progress, "read", start + rows.shape[0], src.n)
         writer.finish()
-        trees = builder.finish(progress=lambda done, total: _report(progress, "trees", done, total))
+        structure = builder.finish(progress=lambda done, total: _report(progress, "tables", done, total))
         meta = {
             "format": INDEX_FORMAT,
             "format_version": list(INDEX_VERSION),
             "lshdisk_version": __version__,
             "algorithm": algorithm,
+            "preset": preset,
             "params": params.to_dict(),
             "seed": int(seed),
             "page_size": page_size,
             "dataset": {"n": src.n, "d": src.d, "dtype": src.dtype.name, "format": src.format,
                         "source": src.path, "fingerprint": src.fingerprint()},
-            "files": {"vectors": VECTORS_FILE, "trees": TREES_FILE},
-            "hash": {"a": "qalsh/a", "shape": [params.m, src.d], "dtype": "float32",
-                     "distribution": "N(0, 1) per coordinate, numpy default_rng(seed).standard_normal"},
-            "trees": trees["trees"],
             "build": {"memory_limit_bytes": memory_limit_bytes,
                       "seconds": round(time.perf_counter() - started, 3),
                       "bytes_written": counter.snapshot().bytes_written},
         }
+        meta.update(structure)
+        meta["files"] = dict(structure["files"], vectors=VECTORS_FILE)
         catalog = Catalog.create(os.path.join(work, CATALOG_DIR))
         try:
-            catalog.put_array("qalsh/a", a)
+            for name, array in builder.arrays().items():
+                catalog.put_array(name, array)
             catalog.put_json("index", meta)
         finally:
             catalog.close()
@@ -194,7 +220,14 @@ def _install(work, index_dir):
 
 
 def _looks_like_index(path):
-    return os.path.isdir(os.path.join(path, CATALOG_DIR))
+    """True if ``path`` holds an lshdisk catalog whose metadata says it is an index."""
+    if not os.path.isdir(os.path.join(path, CATALOG_DIR)):
+        return False
+    try:
+        with Catalog.open(os.path.join(path, CATALOG_DIR)) as catalog:
+            return catalog.get_json("index").get("format") == INDEX_FORMAT
+    except (StorageError, KeyError, TypeError, ValueError, AttributeError):
+        return False
 
 
 def open(index_dir, *, cache_bytes=0):  # noqa: A001 - the API is lshdisk.open, as faiss.read_index
@@ -281,13 +314,14 @@ class Index:
         if not os.path.isdir(self.path):
             raise NotAnIndexError(f"{self.path} is not a directory: pass the INDEX_DIR given to "
                                   f"'lshdisk build'")
-        if not _looks_like_index(self.path):
+        if not os.path.isdir(os.path.join(self.path, CATALOG_DIR)):
             raise NotAnIndexError(f"{self.path} is not an lshdisk index (no catalog/): pass the "
                                   f"INDEX_DIR given to 'lshdisk build'")
         try:
             with Catalog.open(os.path.join(self.path, CATALOG_DIR)) as catalog:
                 meta = catalog.get_json("index")
-                a = catalog.get_array(meta["hash"]["a"])
+                arrays = {name: catalog.get_array(name) for name in catalog.names()
+                          if name != "index"}
         except (StorageError, KeyError) as exc:
             raise NotAnIndexError(f"{self.path} is not a readable lshdisk index ({exc}); rebuild "
                                   f"it with 'lshdisk build'") from exc
@@ -303,14 +337,18 @@ class Index:
         self.n = meta["dataset"]["n"]
         self.d = meta["dataset"]["d"]
         self.dtype = np.dtype(meta["dataset"]["dtype"])
-        self.params = QALSHParams(**meta["params"])
+        try:
+            _, params_cls, _, searcher_cls = _algorithm(self.algorithm)
+        except ValueError as exc:
+            raise NotAnIndexError(f"{self.path} holds a {self.algorithm!r} index, which this "
+                                  f"lshdisk cannot search: upgrade lshdisk") from exc
+        self.params = params_cls(**meta["params"])
         self.counter = IOCounter()
         self.buffer_pool = BufferPool(cache)
         try:
             vec_file = self._open_file(meta["files"]["vectors"], VECTORS_KIND)
             self.vectors = VectorStore(vec_file)
-            trees_file = self._open_file(meta["files"]["trees"], TREES_KIND)
-            self._searcher = QALSHSearcher(trees_file, meta["trees"], a, self.params, self.vectors)
+            self._searcher = searcher_cls(self._open_file, meta, arrays, self.params, self.vectors)
         except BaseException:
             self.close()
             raise
@@ -393,11 +431,10 @@ class Index:
             "n": self.n, "d": self.d, "dtype": self.dtype.name,
             "page_size": meta["page_size"],
             "seed": meta["seed"],
+            "preset": meta.get("preset"),
             "params": meta["params"],
             "dataset": meta["dataset"],
-            "trees": {"count": len(meta["trees"]),
-                      "height": max(t["height"] for t in meta["trees"]),
-                      "leaves_per_tree": meta["trees"][0]["n_leaves"]},
+            "structure": self._searcher.describe(),
             "vectors": {"points_per_page": self.vectors.points_per_page},
             "files": files,
             "index_bytes": sum(f["bytes"] for f in files.values()),

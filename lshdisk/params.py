@@ -9,10 +9,23 @@ import math
 from dataclasses import dataclass
 
 __all__ = ["QALSHParams", "qalsh_params", "qalsh_default_w", "gaussian_bucket_prob",
-           "DEFAULT_CANDIDATES"]
+           "DEFAULT_CANDIDATES", "PRESETS", "C2LSHParams", "c2lsh_params",
+           "c2lsh_collision_prob"]
 
 #: beta * n: the candidate budget of the reference codes (beta = 100 / n).
 DEFAULT_CANDIDATES = 100
+
+#: Named parameter settings per algorithm. "jafari2021": Jafari & Nagarkar, "Experimental
+#: analysis of locality sensitive hashing techniques for high-dimensional approximate nearest
+#: neighbor searches", 2021: delta = 0.1 and c = 2 for all methods, w = 2.781 for QALSH (and
+#: I-LSH, which uses QALSH's hash functions), w = 2.184 for C2LSH.
+PRESETS = {
+    "jafari2021": {
+        "qalsh": {"delta": 0.1, "w": 2.781},
+        "ilsh": {"delta": 0.1, "w": 2.781},
+        "c2lsh": {"delta": 0.1, "w": 2.184},
+    },
+}
 
 
 def gaussian_bucket_prob(half_width):
@@ -127,3 +140,133 @@ def qalsh_params(n, *, c=2.0, delta=1.0 / math.e, beta=None, w=None):
     l = math.ceil(alpha * m)
     return QALSHParams(n=n, c=float(c), delta=float(delta), beta=float(beta), w=float(w),
                        p1=p1, p2=p2, eta=eta, alpha=alpha, m=m, l=l)
+
+
+# --------------------------------------------------------------------------------- C2LSH
+# Gan, Feng, Fang, Ng, "Locality-Sensitive Hashing Scheme Based on Dynamic Collision
+# Counting", SIGMOD 2012, Section 4 (m and l from delta and beta, Eq. for alpha), with the
+# defaults of the authors' code: w = 1, delta = 0.01, beta = 100/n.
+
+#: Collision counts are kept as uint16 by the searcher.
+_C2LSH_MAX_M = 65535
+
+
+def c2lsh_collision_prob(s, w):
+    """p(s): the probability that two points at distance ``s`` fall in the same bucket of
+    ``h(o) = floor((a . o + b) / w)`` (Datar et al. 2004; C2LSH, Section 3):
+    ``1 - 2 Phi(-w/s) - 2 / (sqrt(2 pi) w/s) (1 - exp(-(w/s)^2 / 2))``."""
+    x = w / s
+    phi_neg = 0.5 * math.erfc(x / math.sqrt(2.0))
+    return 1.0 - 2.0 * phi_neg - 2.0 / (math.sqrt(2.0 * math.pi) * x) * (1.0 - math.exp(-x * x / 2.0))
+
+
+def _check_c2lsh_c(c):
+    """c as an int >= 2, or ValueError: virtual rehashing merges c consecutive buckets."""
+    ok = (isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c)
+          and float(c).is_integer() and c >= 2)
+    if not ok:
+        raise ValueError(f"c (approximation ratio) must be an integer >= 2 for C2LSH, whose "
+                         f"virtual rehashing merges c consecutive buckets into one; got {c!r}")
+    return int(c)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class C2LSHParams:
+    """C2LSH parameters, given and derived (SIGMOD 2012, Section 4).
+
+    Attributes
+    ----------
+    n : int
+        Number of data points.
+    c : int
+        Approximation ratio, an integer >= 2 (virtual rehashing merges c buckets).
+    delta : float
+        Error probability, in (0, 1/2).
+    beta : float
+        Share of points allowed as candidates (false-positive budget), in (0, 1).
+    w : float
+        Bucket width of the base functions (in units of the data unit, see lshdisk.c2lsh).
+    p1, p2 : float
+        Collision probabilities p(1), p(c) of a base function.
+    z, alpha : float
+        ``z = sqrt(ln(2/beta) / ln(1/delta))``, ``alpha = (z p1 + p2) / (1 + z)``.
+    m : int
+        Number of base hash functions (hash tables).
+    l : int
+        Collision threshold: a point with ``l`` collisions is a candidate.
+    """
+
+    n: int
+    c: int
+    delta: float
+    beta: float
+    w: float
+    p1: float
+    p2: float
+    z: float
+    alpha: float
+    m: int
+    l: int
+
+    def __post_init__(self):
+        _check_c2lsh_c(self.c)
+        _check_common(self.n, self.c, self.delta, self.beta)
+        if not (isinstance(self.w, (int, float)) and math.isfinite(self.w) and self.w > 0):
+            raise ValueError(f"w (bucket width) must be a finite number > 0, got {self.w!r}")
+        if not 1 <= self.m <= _C2LSH_MAX_M:
+            raise ValueError(f"m must be in 1..{_C2LSH_MAX_M}, got {self.m}")
+        if not 1 <= self.l <= self.m:
+            raise ValueError(f"l must be in 1..m={self.m}, got {self.l}")
+
+    def to_dict(self):
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def c2lsh_params(n, *, c=2, delta=0.01, beta=None, w=1.0):
+    """Derive C2LSH's m and l (SIGMOD 2012, Section 4).
+
+    ``p1 = p(1)``, ``p2 = p(c)`` (:func:`c2lsh_collision_prob`),
+    ``z = sqrt(ln(2/beta) / ln(1/delta))``, ``alpha = (z p1 + p2) / (1 + z)``,
+    ``m = ceil(max(ln(1/delta) / (2 (alpha - p1)^2), ln(2/beta) / (2 (alpha - p2)^2)))``,
+    ``l = ceil(alpha m)``. On Mnist (n = 60,000, c = 2, defaults): m = 385, l = 113.
+
+    Parameters
+    ----------
+    n : int
+        Number of data points.
+    c : int
+        Approximation ratio: an integer >= 2 (a float with an integer value is accepted).
+    delta : float
+        Error probability in (0, 0.5); default 0.01 as in the authors' code.
+    beta : float, optional
+        Default ``100 / n`` (at most 100 false positives), capped at 0.5 for tiny n.
+    w : float
+        Bucket width; default 1 as in the authors' code.
+
+    Returns
+    -------
+    C2LSHParams
+
+    Raises
+    ------
+    ValueError
+        If c is not an integer >= 2, delta not in (0, 0.5), beta not in (0, 1), w not a
+        finite number > 0, or n not a positive int.
+    """
+    c = _check_c2lsh_c(c)
+    if beta is None:
+        beta = min(DEFAULT_CANDIDATES / n, 0.5) if isinstance(n, int) and n > 0 else 0.5
+    _check_common(n, c, delta, beta)
+    if not (isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
+            and w > 0):
+        raise ValueError(f"w (bucket width) must be a finite number > 0, got {w!r}")
+    p1 = c2lsh_collision_prob(1.0, w)
+    p2 = c2lsh_collision_prob(float(c), w)
+    ln_delta = math.log(1.0 / delta)
+    ln_beta = math.log(2.0 / beta)
+    z = math.sqrt(ln_beta / ln_delta)
+    alpha = (z * p1 + p2) / (1.0 + z)
+    m = math.ceil(max(ln_delta / (2.0 * (alpha - p1) ** 2), ln_beta / (2.0 * (alpha - p2) ** 2)))
+    l = math.ceil(alpha * m)
+    return C2LSHParams(n=n, c=c, delta=float(delta), beta=float(beta), w=float(w), p1=p1, p2=p2,
+                       z=z, alpha=alpha, m=m, l=l)

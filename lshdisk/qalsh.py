@@ -60,25 +60,31 @@ class QALSHBuilder:
         The (temporary) index directory; ``trees.pages`` and sort runs go there.
     n, d : int
     params : QALSHParams
-    a : ndarray of float32, shape (m, d)
+    seed : int
+        Seed of the m x d Gaussian projection vectors (:func:`draw_projections`).
     page_size : int
     memory_limit_bytes : int
         Budget for the sort buffers and chunk temporaries.
     """
 
-    def __init__(self, work_dir, *, n, d, params, a, page_size, memory_limit_bytes, counter=None):
+    def __init__(self, work_dir, *, n, d, params, seed, page_size, memory_limit_bytes,
+                 counter=None):
         self.work_dir = work_dir
-        self.n, self.d, self.params, self.a = n, d, params, a
-        self.m = a.shape[0]
+        self.n, self.d, self.params = n, d, params
+        self.a = draw_projections(seed, params.m, d)
+        self.m = params.m
         self.page_size = page_size
         self.counter = counter
         self.sorter = ExternalSorter(work_dir, memory_limit_bytes=memory_limit_bytes)
         self._table_codes = (np.arange(self.m, dtype=np.uint64) << np.uint64(32))[:, None]
 
-    @staticmethod
-    def chunk_bytes_per_row(d, itemsize, m):
+    def chunk_bytes_per_row(self, itemsize):
         """Bytes of temporaries per data row while a chunk is projected and keyed."""
-        return d * itemsize + m * 32
+        return self.d * itemsize + self.m * 32
+
+    def arrays(self):
+        """Arrays to keep in the catalog: the projection vectors."""
+        return {"qalsh/a": self.a}
 
     def add_chunk(self, start, rows):
         """Project ``rows`` ((c, d), storage dtype) of points ``start .. start+c-1`` and queue
@@ -128,7 +134,10 @@ class QALSHBuilder:
         finally:
             pf.close()
             self.sorter.close()
-        return {"file": TREES_FILE, "trees": [_info_dict(i) for i in infos]}
+        return {"files": {"trees": TREES_FILE},
+                "hash": {"a": "qalsh/a", "shape": [self.m, self.d], "dtype": "float32",
+                         "distribution": "N(0, 1) per coordinate, numpy default_rng(seed)"},
+                "trees": [_info_dict(i) for i in infos]}
 
     def abort(self):
         self.sorter.close()
@@ -144,11 +153,13 @@ class QALSHSearcher:
 
     Parameters
     ----------
-    trees_file : storage.PageFile
-        ``trees.pages``, opened with the index's counter and buffer pool.
-    tree_infos : list of dict
-        One :class:`storage.TreeInfo` dict per hash function.
-    a : ndarray of float32, shape (m, d)
+    open_file : callable
+        ``open_file(name, kind)`` opens one of the index's page files with its shared counter
+        and buffer pool.
+    meta : dict
+        The index metadata written by :meth:`QALSHBuilder.finish` (files, hash, trees).
+    arrays : dict of ndarray
+        The catalog arrays (``"qalsh/a"``: float32 (m, d) projection vectors).
     params : QALSHParams
     vectors : VectorStore
 
@@ -158,10 +169,11 @@ class QALSHSearcher:
     collision counts (uint16) and the list of points touched by a query (int64).
     """
 
-    def __init__(self, trees_file, tree_infos, a, params, vectors):
+    def __init__(self, open_file, meta, arrays, params, vectors):
+        trees_file = open_file(meta["files"]["trees"], TREES_KIND)
         self.trees_file = trees_file
-        self.trees = [BPlusTree(trees_file, TreeInfo.from_dict(t)) for t in tree_infos]
-        self.a = np.ascontiguousarray(a, dtype=np.float32)
+        self.trees = [BPlusTree(trees_file, TreeInfo.from_dict(t)) for t in meta["trees"]]
+        self.a = np.ascontiguousarray(arrays[meta["hash"]["a"]], dtype=np.float32)
         self.params = params
         self.vectors = vectors
         self.m = self.a.shape[0]
@@ -174,6 +186,13 @@ class QALSHSearcher:
         self._qproj = np.empty(m, dtype=np.float64)
         self._counts = np.zeros(self.n, dtype=np.uint16)
         self._touched = np.empty(self.n, dtype=np.int64)
+
+    def describe(self):
+        """The index structure, for ``lshdisk info``."""
+        return {"kind": "B+-trees", "count": len(self.trees),
+                "height": max(t.info.height for t in self.trees),
+                "leaves_per_tree": self.trees[0].info.n_leaves,
+                "entries_per_leaf": -(-self.n // max(1, self.trees[0].info.n_leaves))}
 
     def candidate_cap(self, k):
         """T2: stop after k + beta*n candidates."""

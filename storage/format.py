@@ -81,6 +81,52 @@ offset  size  meaning
 ======  ====  =======================================================================
 
 A 4 KiB inner node holds ``floor((4088 - 8) / 8) = 510`` children.
+
+Sorted-run pages (:mod:`storage.sorted_run`)
+--------------------------------------------
+
+A sorted run is a sequence of (int64 key, id) entries in ascending key order, stored in
+consecutive data pages; several runs share a file (kind ``sortedrun``), one after the other,
+and a directory region follows the last run's data pages.
+
+Data page. The page's entries form r *runs of equal keys*: the distinct keys are stored once,
+as the first key plus r - 1 deltas, with the length of each run; the ids follow, in entry
+order. Every bit field is packed least significant bit first, starting at the given byte;
+the widths are chosen per page (the largest delta and run length on the page).
+
+==============  =================  ============================================================
+offset          size               meaning
+==============  =================  ============================================================
+0               1                  page type, 3 = sorted-run data page
+1               1                  id_bits b (u8), 1..32
+2               1                  delta_bits db (u8), 0..32: bits per key delta
+3               1                  len_bits lb (u8), 0..16: bits per (run length - 1)
+4               2                  number of entries e (u16), 1..65535
+6               2                  number of runs r (u16), 1..e
+8               8                  first key (i64): the key of run 0
+16              T = ceil(((r-1)    run table: r - 1 key deltas (key of run j minus key of run
+                db + r lb) / 8)    j - 1, >= 1) of db bits, then r run lengths minus one, of
+                                   lb bits
+16 + T          ceil(e b / 8)      ids, b bits each, in entry order
+...             rest               zero
+==============  =================  ============================================================
+
+A page is filled greedily while ``16 + T + ceil(e b / 8) <= payload size``: a 4 KiB page
+holds 2,035 entries of one key with 16-bit ids. Keys of one run span less than 2**32.
+
+Directory page. The directory holds one entry per data page, for all runs in page order
+(the entries of a run start at its ``dir_entry``, recorded in the run's metadata with its
+first page, page count and smallest key ``key_min``), packed ``floor((payload - 8) / 8)`` to a
+page (510 for 4 KiB pages).
+
+======  ====  ===================================================================
+offset  size  meaning
+======  ====  ===================================================================
+0       1     page type, 4 = sorted-run directory page
+1       3     reserved, zero
+4       4     number of entries c in this page (u32)
+8       8c    per data page: first key - key_min (u32), last key - key_min (u32)
+======  ====  ===================================================================
 """
 
 import struct
