@@ -65,8 +65,9 @@ class ILSHSearcher(QALSHSearcher):
         pages, state, keyfmt, qproj = self._pages, self._state, self._keyfmt, self._qproj
         project_one(q, self.a, qproj)
         read_into = self.trees_file.read_page_into
+        rows = self._rows
         for t, tree in enumerate(self.trees):
-            read_into(tree.find_leaf(qproj[t]), pages[0, t])
+            read_into(tree.find_leaf(qproj[t]), rows[0][t])
         init_cursors(pages, state, keyfmt, qproj)
 
         cap = self.candidate_cap(k)
@@ -93,7 +94,7 @@ class ILSHSearcher(QALSHSearcher):
                         x_stop = kth * p.w / 2.0  # T1 at radius R = 2x / w (see Deviations)
                 if status == NEED_PAGE:
                     s, t = divmod(int(nums[PENDING]), m)
-                    read_into(int(state[s, t, NEIGHBOUR]), pages[s, t])
+                    read_into(int(state[s, t, NEIGHBOUR]), rows[s][t])
                     state[s, t, FRESH] = 1
                 elif status != NEW_CANDIDATES:
                     break  # T1 (radius reached), T2 (candidate cap) or every entry taken

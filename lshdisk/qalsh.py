@@ -36,7 +36,7 @@ import numpy as np
 from storage import BPlusTree, BulkLoader, PageFile, TreeInfo, id_bits_for
 from storage.extsort import ExternalSorter, float32_to_ordered_u32, ordered_u32_to_float32
 from ._kernels.projection import project_one, project_rows
-from ._kernels.qalsh import (CAP_REACHED, NEED_LEFT, NEED_RIGHT, NEIGHBOUR, FRESH, TABLE_DONE,
+from ._kernels.qalsh import (CAP_REACHED, NEED_LEFT, NEED_RIGHT, FRESH, TABLE_DONE,
                              init_cursors, median_head_distance, reset_counts, scan_tables)
 
 __all__ = ["QALSHBuilder", "QALSHSearcher", "TREES_FILE", "TREES_KIND"]
@@ -181,6 +181,7 @@ class QALSHSearcher:
         self.id_bits = self.trees[0].info.id_bits
         m = self.m
         self._pages = np.zeros((2, m, trees_file.page_size), dtype=np.uint8)
+        self._rows = [[self._pages[s, t] for t in range(m)] for s in range(2)]  # page views
         self._state = np.zeros((2, m, 4), dtype=np.int64)
         self._keyfmt = np.zeros((2, m, 3), dtype=np.float64)
         self._qproj = np.empty(m, dtype=np.float64)
@@ -217,8 +218,9 @@ class QALSHSearcher:
         pages, state, keyfmt, qproj = self._pages, self._state, self._keyfmt, self._qproj
         project_one(q, self.a, qproj)
         read_into = self.trees_file.read_page_into
+        rows = self._rows
         for t, tree in enumerate(self.trees):
-            read_into(tree.find_leaf(qproj[t]), pages[0, t])
+            read_into(tree.find_leaf(qproj[t]), rows[0][t])
         init_cursors(pages, state, keyfmt, qproj)
 
         cap = self.candidate_cap(k)
@@ -239,8 +241,9 @@ class QALSHSearcher:
                 half_width = w * radius / 2.0
                 t = 0
                 while True:
-                    status, t = scan_tables(t, pages, state, keyfmt, self.id_bits, qproj,
-                                            half_width, self._counts, l, self._touched, cands, nums)
+                    status, t, page = scan_tables(t, pages, state, keyfmt, self.id_bits, qproj,
+                                                  half_width, self._counts, l, self._touched,
+                                                  cands, nums)
                     n_cands = int(nums[1])
                     if n_cands > n_verified:
                         cand_sq[n_verified:n_cands] = self.vectors.sq_distances(
@@ -248,7 +251,7 @@ class QALSHSearcher:
                         n_verified = n_cands
                     if status == NEED_LEFT or status == NEED_RIGHT:
                         s = status - NEED_LEFT
-                        read_into(int(state[s, t, NEIGHBOUR]), pages[s, t])
+                        read_into(page, rows[s][t])
                         state[s, t, FRESH] = 1
                     elif status == TABLE_DONE:
                         t += 1

@@ -71,9 +71,10 @@ def scan_tables(t_start, pages, state, keyfmt, id_bits, qproj, half_width, count
 
     Returns
     -------
-    status, t : int
-        NEED_LEFT / NEED_RIGHT: table t's cursor used up its leaf and a neighbour leaf exists
-        (load it into pages[s, t], set state[s, t, FRESH] = 1 and call again from t);
+    status, t, page : int
+        NEED_LEFT / NEED_RIGHT: table t's cursor used up its leaf and the neighbour leaf
+        ``page`` exists (load it into pages[s, t], set state[s, t, FRESH] = 1 and call again
+        from t);
         TABLE_DONE: table t produced candidates (verify them, call again from t + 1);
         CAP_REACHED: nums[1] reached nums[2]; ROUND_DONE: every table is done.
     """
@@ -94,10 +95,27 @@ def scan_tables(t_start, pages, state, keyfmt, id_bits, qproj, half_width, count
             step = keyfmt[s, t, 1]
             kmax = keyfmt[s, t, 2]
             step_dir = -1 if s == 0 else 1
-            while 0 <= p < count:
-                key = leaf_key(page, kmin, step, kmax, p)
-                if (q - key if s == 0 else key - q) > half_width:
-                    break
+            # The entries to take are a contiguous run from p: find its end by binary search on
+            # the sorted leaf keys, then count collisions without decoding keys.
+            if s == 0:
+                lo, hi = 0, p + 1  # first j in [0, p] with q - key_j <= half_width
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if q - leaf_key(page, kmin, step, kmax, mid) <= half_width:
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                stop = lo - 1
+            else:
+                lo, hi = p, count  # first j in [p, count) with key_j - q > half_width
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if leaf_key(page, kmin, step, kmax, mid) - q <= half_width:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                stop = lo
+            while p != stop:
                 i = leaf_id(page, count, id_bits, p)
                 c = counts[i] + 1
                 counts[i] = c
@@ -112,19 +130,19 @@ def scan_tables(t_start, pages, state, keyfmt, id_bits, qproj, half_width, count
                         state[s, t, POS] = p
                         nums[0] = n_touched
                         nums[1] = n_cands
-                        return CAP_REACHED, t
+                        return CAP_REACHED, t, -1
             state[s, t, POS] = p
-            if (p < 0 or p >= count) and state[s, t, NEIGHBOUR] >= 0:
+            if (p < 0 or p >= count) and state[s, t, NEIGHBOUR] >= 0:  # ran off the leaf
                 nums[0] = n_touched
                 nums[1] = n_cands
-                return (NEED_LEFT if s == 0 else NEED_RIGHT), t
+                return (NEED_LEFT if s == 0 else NEED_RIGHT), t, state[s, t, NEIGHBOUR]
         if n_cands > before:
             nums[0] = n_touched
             nums[1] = n_cands
-            return TABLE_DONE, t
+            return TABLE_DONE, t, -1
     nums[0] = n_touched
     nums[1] = n_cands
-    return ROUND_DONE, m
+    return ROUND_DONE, m, -1
 
 
 @numba.njit(cache=True, nogil=True)

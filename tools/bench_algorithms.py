@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""Build C2LSH, QALSH and I-LSH indexes of one dataset and compare them side by side.
+
+Usage: python tools/bench_algorithms.py [--data ../shared/data/mnist] [--k 1,10,100]
+       [--algorithms c2lsh,qalsh,ilsh] [--preset jafari2021] [--memory 1GiB]
+
+Defaults to the real Mnist set (raw uint8 60,000 x 50, 100 queries, exact ground truth
+Mnist.gt2.0), c = 2, 4 KiB pages, no buffer pool (every page access is a counted read). Prints,
+per algorithm and k, the means per query of: overall ratio, recall, page reads, seeks, MB read,
+candidates and CPU ms; and per algorithm the build seconds and index bytes.
+"""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import lshdisk
+from lshdisk.evaluate import evaluate
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "mnist"))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=DEFAULT_DATA, help="folder with Mnist.ds, Mnist.q, Mnist.gt2.0")
+    ap.add_argument("--k", default="1,10,100")
+    ap.add_argument("--algorithms", default=",".join(a for a in ("c2lsh", "qalsh", "ilsh")
+                                                     if a in lshdisk.ALGORITHMS))
+    ap.add_argument("--preset", default=None)
+    ap.add_argument("--memory", default="1GiB")
+    args = ap.parse_args(argv)
+    ks = [int(x) for x in args.k.split(",")]
+    ds = os.path.join(args.data, "Mnist.ds")
+    if not os.path.exists(ds):
+        sys.exit(f"no Mnist data in {args.data}: pass --data")
+    queries = lshdisk.read_queries(os.path.join(args.data, "Mnist.q"), format="raw", dtype="uint8", dim=50)
+    gt_D, _ = lshdisk.read_groundtruth(os.path.join(args.data, "Mnist.gt2.0"), n_queries=queries.shape[0])
+    work = tempfile.mkdtemp(prefix="lshdisk-algos-")
+    rows, builds = [], []
+    try:
+        for algorithm in args.algorithms.split(","):
+            # Warm the kernels on a tiny index, so build seconds measure building, not compiling.
+            lshdisk.build(queries, os.path.join(work, f"warm-{algorithm}"), algorithm=algorithm,
+                          memory_limit="16MiB").search(queries[:2], 10)
+            path = os.path.join(work, f"mnist.{algorithm}")
+            t0 = time.perf_counter()
+            index = lshdisk.build(ds, path, algorithm=algorithm, c=2.0, page_size=4096, memory_limit=args.memory,
+                                  seed=0, format="raw", dtype="uint8", dim=50, preset=args.preset)
+            seconds = time.perf_counter() - t0
+            info = index.info()
+            builds.append((algorithm, info["params"]["m"], info["params"]["l"], seconds, info["index_bytes"]))
+            index.search(queries, 10)  # warm the page cache
+            rows += evaluate(index, queries, gt_D, ks)
+            index.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"Mnist (n = 60,000, d = 50), c = 2, 4 KiB pages, no buffer pool"
+          + (f", preset {args.preset}" if args.preset else ""))
+    print(f"{'algorithm':>9} {'m':>4} {'l':>4} {'build s':>8} {'index MiB':>10}")
+    for a, m, l, s, b in builds:
+        print(f"{a:>9} {m:>4} {l:>4} {s:>8.2f} {b / 2**20:>10.1f}")
+    print()
+    print(f"{'algorithm':>9} {'k':>4} {'ratio':>7} {'recall':>7} {'page reads':>10} {'seeks':>8} "
+          f"{'MB read':>8} {'cands':>7} {'cpu ms':>8}")
+    for k in ks:
+        for r in rows:
+            if r["k"] == k:
+                print(f"{r['algorithm']:>9} {k:>4} {r['ratio']:>7.4f} {r['recall']:>7.3f} "
+                      f"{r['page_reads']:>10.1f} {r['seeks']:>8.1f} {r['mb_read']:>8.2f} "
+                      f"{r['candidates']:>7.1f} {r['cpu_ms']:>8.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
