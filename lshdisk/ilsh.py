@@ -38,8 +38,7 @@ import numpy as np
 
 from ._kernels.ilsh import (CAP, N_CANDS, N_TOUCHED, NEED_PAGE, NEW_CANDIDATES, PENDING,
                             incremental_walk)
-from ._kernels.projection import project_one
-from ._kernels.qalsh import FRESH, NEIGHBOUR, init_cursors, reset_counts
+from ._kernels.qalsh import FRESH, NEIGHBOUR, reset_counts
 from .qalsh import QALSHBuilder, QALSHSearcher
 
 __all__ = ["ILSHBuilder", "ILSHSearcher"]
@@ -62,17 +61,9 @@ class ILSHSearcher(QALSHSearcher):
     def search_one(self, q, k):
         """Search one query; see :meth:`lshdisk.qalsh.QALSHSearcher.search_one`."""
         p = self.params
-        pages, state, keyfmt, qproj = self._pages, self._state, self._keyfmt, self._qproj
-        project_one(q, self.a, qproj)
+        pages, state, keyfmt, qproj, rows = self._pages, self._state, self._keyfmt, self._qproj, self._rows
         read_into = self.trees_file.read_page_into
-        rows = self._rows
-        for t, tree in enumerate(self.trees):
-            read_into(tree.find_leaf(qproj[t]), rows[0][t])
-        init_cursors(pages, state, keyfmt, qproj)
-
-        cap = self.candidate_cap(k)
-        cands = np.empty(cap, dtype=np.int64)
-        cand_sq = np.empty(cap, dtype=np.float64)
+        cap, cands, cand_sq = self._start_query(q, k)
         nums = np.zeros(6, dtype=np.int64)
         nums[CAP] = cap
         nums[PENDING] = -1

@@ -199,6 +199,17 @@ class QALSHSearcher:
         """T2: stop after k + beta*n candidates."""
         return k + int(math.ceil(self.params.beta * self.n - 1e-9))
 
+    def _start_query(self, q, k):
+        """Project q, descend every tree to the leaf around a_t . q (height counted reads each)
+        and place both cursors there; return the candidate cap and empty candidate arrays."""
+        project_one(q, self.a, self._qproj)
+        read_into = self.trees_file.read_page_into
+        for t, tree in enumerate(self.trees):
+            read_into(tree.find_leaf(self._qproj[t]), self._rows[0][t])
+        init_cursors(self._pages, self._state, self._keyfmt, self._qproj)
+        cap = self.candidate_cap(k)
+        return cap, np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.float64)
+
     def search_one(self, q, k):
         """Search one query.
 
@@ -215,17 +226,9 @@ class QALSHSearcher:
         """
         p = self.params
         c_ratio, w, l = p.c, p.w, p.l
-        pages, state, keyfmt, qproj = self._pages, self._state, self._keyfmt, self._qproj
-        project_one(q, self.a, qproj)
+        pages, state, keyfmt, qproj, rows = self._pages, self._state, self._keyfmt, self._qproj, self._rows
         read_into = self.trees_file.read_page_into
-        rows = self._rows
-        for t, tree in enumerate(self.trees):
-            read_into(tree.find_leaf(qproj[t]), rows[0][t])
-        init_cursors(pages, state, keyfmt, qproj)
-
-        cap = self.candidate_cap(k)
-        cands = np.empty(cap, dtype=np.int64)
-        cand_sq = np.empty(cap, dtype=np.float64)
+        cap, cands, cand_sq = self._start_query(q, k)
         nums = np.array([0, 0, cap], dtype=np.int64)
         q64 = q.astype(np.float64)
         n_verified = 0

@@ -18,10 +18,9 @@ import tempfile
 import time
 
 import lshdisk
+from mnist_data import DEFAULT_DATA, RAW, load
 from lshdisk.evaluate import evaluate
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "mnist"))
 
 
 def main(argv=None):
@@ -34,11 +33,7 @@ def main(argv=None):
     ap.add_argument("--memory", default="1GiB")
     args = ap.parse_args(argv)
     ks = [int(x) for x in args.k.split(",")]
-    ds = os.path.join(args.data, "Mnist.ds")
-    if not os.path.exists(ds):
-        sys.exit(f"no Mnist data in {args.data}: pass --data")
-    queries = lshdisk.read_queries(os.path.join(args.data, "Mnist.q"), format="raw", dtype="uint8", dim=50)
-    gt_D, _ = lshdisk.read_groundtruth(os.path.join(args.data, "Mnist.gt2.0"), n_queries=queries.shape[0])
+    ds, queries, gt_D = load(args.data)
     work = tempfile.mkdtemp(prefix="lshdisk-algos-")
     rows, builds = [], []
     try:
@@ -49,7 +44,7 @@ def main(argv=None):
             path = os.path.join(work, f"mnist.{algorithm}")
             t0 = time.perf_counter()
             index = lshdisk.build(ds, path, algorithm=algorithm, c=2.0, page_size=4096, memory_limit=args.memory,
-                                  seed=0, format="raw", dtype="uint8", dim=50, preset=args.preset)
+                                  seed=0, **RAW, preset=args.preset)
             seconds = time.perf_counter() - t0
             info = index.info()
             builds.append((algorithm, info["params"]["m"], info["params"]["l"], seconds, info["index_bytes"]))

@@ -22,10 +22,9 @@ import time
 import numpy as np
 
 import lshdisk
+from mnist_data import DEFAULT_DATA, RAW, load
 from lshdisk.evaluate import overall_ratio, recall_at_k
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "mnist"))
 
 
 def main(argv=None):
@@ -37,11 +36,7 @@ def main(argv=None):
     ap.add_argument("--repeat-build", action="store_true")
     args = ap.parse_args(argv)
     ks = [int(x) for x in args.k.split(",")]
-    ds = os.path.join(args.data, "Mnist.ds")
-    if not os.path.exists(ds):
-        sys.exit(f"no Mnist data in {args.data}: pass --data")
-    queries = lshdisk.read_queries(os.path.join(args.data, "Mnist.q"), format="raw", dtype="uint8", dim=50)
-    gt_D, gt_I = lshdisk.read_groundtruth(os.path.join(args.data, "Mnist.gt2.0"), n_queries=100)
+    ds, queries, gt_D = load(args.data)
 
     work = tempfile.mkdtemp(prefix="lshdisk-bench-")
     try:
@@ -51,7 +46,7 @@ def main(argv=None):
         idx_dir = os.path.join(work, "mnist.idx")
         t0 = time.perf_counter()
         index = lshdisk.build(ds, idx_dir, algorithm=args.algorithm, c=2.0, page_size=4096,
-                              memory_limit=args.memory, seed=0, format="raw", dtype="uint8", dim=50)
+                              memory_limit=args.memory, seed=0, **RAW)
         build_s = time.perf_counter() - t0
         info = index.info()
         p = info["params"]
@@ -72,7 +67,7 @@ def main(argv=None):
         if args.repeat_build:
             again = os.path.join(work, "mnist-again.idx")
             lshdisk.build(ds, again, algorithm=args.algorithm, c=2.0, page_size=4096,
-                          memory_limit="64MiB", seed=0, format="raw", dtype="uint8", dim=50).close()
+                          memory_limit="64MiB", seed=0, **RAW).close()
             files = sorted(f for f in os.listdir(idx_dir) if f.endswith(".pages"))
             same = all(filecmp.cmp(os.path.join(idx_dir, f), os.path.join(again, f), shallow=False)
                        for f in files)

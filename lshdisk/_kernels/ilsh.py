@@ -14,7 +14,7 @@ The heap arrays have 2m + 1 slots: slot ``heap_size`` is always +inf (a sentinel
 import numba
 import numpy as np
 
-from storage.leaf_codec import KEY_CODE_MAX, LEAF_ENTRIES_OFFSET
+from storage.leaf_codec import leaf_id, leaf_key
 from .qalsh import COUNT, FRESH, NEIGHBOUR, POS, _parse
 
 NEED_PAGE = 1
@@ -28,31 +28,9 @@ N_TOUCHED, N_CANDS, CAP, HEAP_SIZE, PENDING, HEAP_BUILT = 0, 1, 2, 3, 4, 5
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _head_distance(pages, state, keyfmt, qproj, s, t):
-    """|key - qproj[t]| of the entry under cursor (s, t); decodes the leaf key in place, as
-    storage.leaf_codec.leaf_key does, without making a view of the page."""
-    p = state[s, t, POS]
-    off = LEAF_ENTRIES_OFFSET + 2 * p
-    code = np.int64(pages[s, t, off]) | (np.int64(pages[s, t, off + 1]) << 8)
-    if code == KEY_CODE_MAX:
-        key = keyfmt[s, t, 2]
-    else:
-        x = keyfmt[s, t, 0] + code * keyfmt[s, t, 1]
-        if x > keyfmt[s, t, 2]:
-            x = keyfmt[s, t, 2]
-        key = np.float64(np.float32(x))
+    """|key - qproj[t]| of the entry under cursor (s, t)."""
+    key = leaf_key(pages[s, t], keyfmt[s, t, 0], keyfmt[s, t, 1], keyfmt[s, t, 2], state[s, t, POS])
     return abs(key - qproj[t])
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _id_at(pages, s, t, count, id_bits, j):
-    """Id of entry j of the leaf under cursor (s, t) (as storage.leaf_codec.leaf_id)."""
-    bit = j * id_bits
-    b = LEAF_ENTRIES_OFFSET + 2 * count + (bit >> 3)
-    v = (np.uint64(pages[s, t, b]) | (np.uint64(pages[s, t, b + 1]) << np.uint64(8))
-         | (np.uint64(pages[s, t, b + 2]) << np.uint64(16)) | (np.uint64(pages[s, t, b + 3]) << np.uint64(24))
-         | (np.uint64(pages[s, t, b + 4]) << np.uint64(32)))
-    mask = (np.uint64(1) << np.uint64(id_bits)) - np.uint64(1)
-    return np.int64((v >> np.uint64(bit & 7)) & mask)
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -147,7 +125,7 @@ def incremental_walk(pages, state, keyfmt, id_bits, qproj, heap_d, heap_c, count
         x = x_top
         p = state[s, t, POS]
         count = state[s, t, COUNT]
-        i = _id_at(pages, s, t, count, id_bits, p)
+        i = leaf_id(pages[s, t], count, id_bits, p)
         c = counts[i] + 1
         counts[i] = c
         if c == 1:
