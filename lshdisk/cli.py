@@ -7,6 +7,7 @@ exit with status 1 (2 for usage errors).
 
 import json
 import os
+import signal
 import sys
 import time
 
@@ -51,6 +52,10 @@ class _Progress:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
 
 
 def _progress_enabled(quiet):
@@ -129,6 +134,8 @@ def build(source, index_dir, algorithm, preset, c, memory, page_size, seed, fmt,
     from .index import build as build_index
     progress = _Progress(_progress_enabled(quiet))
     t0 = time.perf_counter()
+    # SIGTERM unwinds like Ctrl-C, so the partial build is removed before the process ends.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         index = build_index(source, index_dir, algorithm=algorithm, c=c, page_size=page_size,
                             memory_limit=memory, seed=seed, progress=progress,

@@ -140,6 +140,7 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
 
     started = time.perf_counter()
     src = open_source(source, format=format, dtype=dtype, dim=dim)
+    _remove_stale_builds(index_dir)
     work = f"{index_dir}.building-{os.getpid()}-{secrets.token_hex(4)}"
     os.mkdir(work)
     builder = None
@@ -194,6 +195,25 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
     finally:
         src.close()
     return Index(index_dir)
+
+
+def _remove_stale_builds(index_dir):
+    """Remove ``INDEX_DIR.building-PID-*`` left by a build whose process no longer exists
+    (killed with SIGKILL, or by a power loss); builds still running are left alone."""
+    parent, base = os.path.split(index_dir)
+    prefix = f"{base}.building-"
+    for name in os.listdir(parent):
+        if not name.startswith(prefix):
+            continue
+        pid_text = name[len(prefix):].split("-", 1)[0]
+        if not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        except PermissionError:
+            pass  # another user's live process
 
 
 def _fsync_dir(path):

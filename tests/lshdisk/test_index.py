@@ -548,3 +548,17 @@ def test_index_interrupted_build_leaves_nothing(tiny_data, tmp_path, stage_to_fa
 def test_index_open_bad_cache_bytes(tiny_index_dir, cache, exc):
     with pytest.raises(exc, match="cache_bytes"):
         lshdisk.open(tiny_index_dir, cache_bytes=cache)
+
+
+def test_index_build_removes_partial_builds_of_dead_processes(tiny_data, tmp_path):
+    import subprocess
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"idx.building-{dead.pid}-0000abcd"
+    stale.mkdir()
+    (stale / "trees.pages").write_bytes(b"partial")
+    live = tmp_path / f"idx.building-{os.getpid()}-0000ffff"  # a build still running
+    live.mkdir()
+    lshdisk.build(tiny_data.x, tmp_path / "idx", memory_limit="16MiB").close()
+    assert not stale.exists()
+    assert live.exists()
