@@ -101,8 +101,10 @@ def main():
 @main.command()
 @click.argument("source")
 @click.argument("index_dir", type=click.Path())
-@click.option("--algorithm", type=click.Choice(["qalsh", "ilsh"]), default="qalsh", show_default=True,
-              help="LSH scheme: qalsh (Huang et al., PVLDB 2015), ilsh (Liu et al., ICDE 2019).")
+@click.option("--algorithm", type=click.Choice(["qalsh", "ilsh", "c2lsh"]), default="qalsh",
+              show_default=True,
+              help="LSH scheme: qalsh (Huang et al., PVLDB 2015), ilsh (Liu et al., ICDE 2019), "
+                   "c2lsh (Gan et al., SIGMOD 2012; integer -c).")
 @click.option("--preset", type=click.Choice(["jafari2021"]), default=None,
               help="Named parameters: jafari2021 = the 2021 experimental study's delta = 0.1, w per method.")
 @click.option("-c", "--ratio", "c", type=float, default=2.0, show_default=True,
@@ -117,13 +119,16 @@ def main():
               help="Source format; default from the extension. HDF5 sources are FILE.hdf5:train.")
 @click.option("--dtype", type=_DTYPES, default=None, help="Coordinate type of a raw source.")
 @click.option("--dim", type=int, default=None, help="Dimension of a raw source.")
-@click.option("--delta", type=float, default=None, help="Error probability (default 1/e).")
+@click.option("--delta", type=float, default=None,
+              help="Error probability (default: 1/e for qalsh/ilsh, 0.01 for c2lsh).")
+@click.option("-w", "--bucket-width", "w", type=float, default=None,
+              help="Bucket width w (default: from c for qalsh/ilsh, 1 for c2lsh).")
 @click.option("--beta", type=float, default=None, help="False-positive share (default 100/n).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index once the new one is complete.")
 @click.option("--json", "as_json", is_flag=True, help="Print the index summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def build(source, index_dir, algorithm, preset, c, memory, page_size, seed, fmt, dtype, dim, delta,
-          beta, overwrite, as_json, quiet):
+          w, beta, overwrite, as_json, quiet):
     """Build an index of SOURCE in INDEX_DIR, out of core.
 
     SOURCE is a .fvecs/.bvecs/.ivecs, .fbin/.u8bin/.i8bin, .npy or FILE.hdf5:DATASET file, or a
@@ -140,7 +145,7 @@ def build(source, index_dir, algorithm, preset, c, memory, page_size, seed, fmt,
         index = build_index(source, index_dir, algorithm=algorithm, c=c, page_size=page_size,
                             memory_limit=memory, seed=seed, progress=progress,
                             overwrite=overwrite, format=fmt, dtype=dtype, dim=dim, delta=delta,
-                            beta=beta, preset=preset)
+                            beta=beta, w=w, preset=preset)
     except (LshdiskError, StorageError, ValueError, TypeError, OSError) as exc:
         _fail(exc)
     finally:

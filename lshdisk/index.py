@@ -26,7 +26,8 @@ from storage.errors import StorageError
 from . import __version__
 from .datasets import open_source, read_queries
 from .errors import IndexExistsError, NotAnIndexError
-from .params import QALSHParams, PRESETS, qalsh_params
+from .c2lsh import C2LSHBuilder, C2LSHSearcher
+from .params import PRESETS, C2LSHParams, QALSHParams, c2lsh_params, qalsh_params
 from .ilsh import ILSHBuilder, ILSHSearcher
 from .qalsh import QALSHBuilder, QALSHSearcher
 from .vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
@@ -37,7 +38,7 @@ __all__ = ["build", "open", "Index", "SearchStats", "ALGORITHMS", "INDEX_FORMAT"
 
 INDEX_FORMAT = "lshdisk-index"
 INDEX_VERSION = (1, 0)
-ALGORITHMS = ("qalsh", "ilsh")
+ALGORITHMS = ("c2lsh", "qalsh", "ilsh")
 
 
 def _algorithm(name):
@@ -46,6 +47,8 @@ def _algorithm(name):
         return qalsh_params, QALSHParams, QALSHBuilder, QALSHSearcher
     if name == "ilsh":
         return qalsh_params, QALSHParams, ILSHBuilder, ILSHSearcher
+    if name == "c2lsh":
+        return c2lsh_params, C2LSHParams, C2LSHBuilder, C2LSHSearcher
     raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {name!r}")
 CATALOG_DIR = "catalog"
 VECTORS_FILE = "vectors.pages"
@@ -71,9 +74,10 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
         an array / ``np.memmap`` of shape (n, d). Read once, in chunks.
     index_dir : str or os.PathLike
         Directory to create.
-    algorithm : {"qalsh", "ilsh"}
-        QALSH (Huang et al., PVLDB 2015) or I-LSH (Liu et al., ICDE 2019; same index layout
-        and parameters as QALSH, incremental search).
+    algorithm : {"qalsh", "ilsh", "c2lsh"}
+        QALSH (Huang et al., PVLDB 2015), I-LSH (Liu et al., ICDE 2019; same index layout
+        and parameters as QALSH, incremental search) or C2LSH (Gan et al., SIGMOD 2012;
+        sorted bucket runs, integer c >= 2).
     c : float
         Approximation ratio, > 1.
     page_size : int
@@ -91,8 +95,8 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
     format, dtype, dim : optional
         Passed to :func:`lshdisk.datasets.open_source`.
     delta, beta, w : float, optional
-        Override the defaults of the algorithm's paper and code (QALSH: delta = 1/e,
-        beta = 100/n, w from c).
+        Override the defaults of the algorithm's paper and code (QALSH and I-LSH: delta = 1/e,
+        beta = 100/n, w from c; C2LSH: delta = 0.01, beta = 100/n, w = 1).
     preset : {None, "jafari2021"}
         Named parameter settings: ``"jafari2021"`` is the setting of Jafari & Nagarkar's 2021
         experimental study (delta = 0.1, c = 2, w = 2.781 for QALSH and I-LSH, w = 2.184 for

@@ -1,0 +1,522 @@
+"""C2LSH: dynamic collision counting over m sorted hash tables on disk, fully out of core.
+
+Gan, Feng, Fang, Ng, "Locality-Sensitive Hashing Scheme Based on Dynamic Collision
+Counting", SIGMOD 2012. Followed: Section 3 (m base functions h(o) = floor((a . o + b*) / w),
+a ~ N(0, I), b* uniform in [0, c^floor(log_c(t d)) w^2] with t the largest absolute
+coordinate; collision counting with threshold l; virtual rehashing: at radius R = 1, c, c^2,
+... the bucket of q is floor(h(q) / R), i.e. R consecutive level-1 buckets) and Section 4
+(m and l from delta and beta, :func:`lshdisk.params.c2lsh_params`; the c-k-ANN search that
+counts, per round, only the level-1 buckets newly covered, verifies each candidate's exact
+distance, and stops at the end of a round with k candidates within distance cR (terminating
+condition C1, "T1") or as soon as k + beta*n candidates are found (C2, "T2")).
+
+Disk layout. Each hash table is a sorted run of (level-1 bucket, id) entries in consecutive
+pages of ``tables.pages`` (:mod:`storage.sorted_run`, byte layout in :mod:`storage.format`):
+a page stores its distinct buckets once, as (delta, run length) pairs, and its ids
+bit-packed (16 bits for n <= 65,536: about 2,000 entries per 4 KiB page). No B+-tree: the
+buckets a round adds to a table are one contiguous page range, read with one ``read_run``
+(one seek, then sequential pages). Per table the searcher keeps a cursor: the leftmost and
+rightmost pages read so far, held in memory with the position counted up to in each, so a
+round reads only pages it has not read yet, and a boundary page holding both old and new
+buckets is counted from memory, never read twice.
+
+Directory. After the last table come directory pages: for every data page, its first and
+last bucket (8 bytes). A query reads the whole directory region once, at its start, with
+counted page reads (``ceil(data pages / 510)`` pages with 4 KiB pages, one seek: 23 pages on
+Mnist), then finds each round's page range by binary search in memory. Only per-table
+constants (first page, page count, smallest and largest bucket) live in the catalog
+metadata, as a B+-tree's root page would. Reading it per query rather than holding it in
+memory keeps the promise that every byte of the index a query depends on is a counted read.
+
+Deviations
+----------
+- Data unit. The paper assumes the nearest neighbour lies at distance >= 1 and starts at
+  R = 1. R cannot go below 1 here (a level-R bucket is R whole level-1 buckets), so the build
+  chooses a data unit ``u = c^j`` (j any integer, negative for data with small distances)
+  and hashes o / u. From a sample of min(n, 1000) points, drawn from the seed (ids from
+  ``default_rng(seed)`` after a and b*) and copied as the chunks stream by, it takes the
+  10th percentile r of the distances to each sample point's nearest other sample point
+  (exact duplicates skipped), scales it to the full data set's density, r (s / n)^(1 / D),
+  with D the intrinsic dimension estimated from the sample's 10-NN distances (Levina and
+  Bickel, NIPS 2004, averaged as MacKay and Ghahramani propose; clamped to [1, d]), and
+  rounds down to a power of c. Why: a search with unit u is the paper's search on o / u, and
+  for power-of-c units it is the same search as with any smaller power of c, only with fewer
+  rounds that find nothing (the buckets at radius R with unit u are those at radius R u / u'
+  with unit u'), as long as u stays below the query's nearest-neighbour distance. Too large
+  a u starts with radii wider than the nearest neighbour (more candidates, worse ratio); too
+  small a u costs empty rounds (seeks and CPU, not page reads: no page is read twice). The
+  estimate follows the data's true nearest-neighbour distances (Mnist, seed 0: 161, where
+  the 10th percentile over the 100 queries is 182; u = 128; with u = 1 the same queries
+  give the same ratio, recall and candidates, 1.5 times the seeks and 1.5 % more page
+  reads, as the finer buckets pack fewer entries per page). u is stored in the metadata; distances,
+  results and the termination test are in the data's own units (T1: k-th distance <= c R u).
+- Origin of the virtual buckets. ``floor(h / R)`` always has a boundary at 0, so buckets of
+  opposite signs would never merge and a table could never be counted completely. Level-R
+  buckets are taken relative to an origin ``O = -c^J``, c^J the smallest power of c at
+  least minus the smallest stored bucket (O = 0 if no bucket is negative):
+  ``O + floor((h - O) / R) R``. For R <= c^J
+  this is the paper's partition (O is a multiple of R); beyond, it lets the interval grow to
+  cover every bucket, so the search ends at the latest when all tables are counted. A query
+  bucket below O is raised to O.
+- b*: its uniform fractions are drawn from the seed at construction; they are scaled by
+  c^floor(log_c(t d / u)) w^2 once t, the largest absolute coordinate (tracked while the
+  data stream by), and u are known (with t = 0 the scale is w^2).
+- Build: projections are sorted by (table, float32 projection, id) with an external merge
+  sort under ``memory_limit``; buckets are computed during the merge (the bucket is
+  monotone in the projection), so the tables are written sequentially. A query's
+  projections are rounded to float32 as the data's are, so a query equal to a data point
+  shares its bucket in every table.
+- Candidates found in a round are verified at the end of the round (T2 is a count, T1 is
+  checked per round), their vector pages read in ascending page order; a point becomes a
+  candidate at exactly l collisions.
+- The directory is read at the start of each query, before the first round.
+"""
+
+import json
+import math
+import os
+
+import numpy as np
+
+from storage import PageFile, id_bits_for
+from storage.extsort import MIN_MEMORY_LIMIT_BYTES, ExternalSorter
+from storage.sorted_run import (DirectoryInfo, SortedRunWriter, check_data_pages,
+                                directory_entries_per_page, read_directory)
+from ._kernels.c2lsh import (BAD_PAGE, CAP_REACHED, ROUND_DONE, STATE_FIELDS, absorb, advance,
+                             all_counted, buckets_from_keys, projection_keys, query_buckets,
+                             reset_counts, sample_knn_sqdist)
+from ._kernels.projection import project_one, project_rows
+
+__all__ = ["C2LSHBuilder", "C2LSHSearcher", "TABLES_FILE", "TABLES_KIND", "draw_hash",
+           "choose_unit", "b_scale", "bucket_origin"]
+
+TABLES_FILE = "tables.pages"
+TABLES_KIND = "sortedrun"
+#: Points in the unit sample (all of them when n is smaller).
+SAMPLE_SIZE = 1000
+#: Neighbours per sample point for the intrinsic-dimension estimate.
+SAMPLE_NEIGHBOURS = 10
+#: Percentile of the sample's nearest-neighbour distances taken as the scale.
+UNIT_PERCENTILE = 10
+_MIB = 1 << 20
+
+
+def draw_hash(seed, m, d, n):
+    """The random choices of an index, from ``np.random.default_rng(seed)``, in this order.
+
+    Returns
+    -------
+    a : ndarray of float32, shape (m, d)
+        The projection vectors, N(0, 1) per coordinate.
+    b_fraction : ndarray of float64, shape (m,)
+        Uniform in [0, 1): b* = b_fraction * :func:`b_scale`.
+    sample_ids : ndarray of int64, shape (min(n, 1000),)
+        Ascending ids of the unit sample, drawn without replacement.
+    """
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((m, d), dtype=np.float32)
+    b_fraction = rng.random(m)
+    sample_ids = np.sort(rng.choice(n, size=min(n, SAMPLE_SIZE), replace=False)).astype(np.int64)
+    return a, b_fraction, sample_ids
+
+
+def _floor_log(x, c):
+    """The integer j with c^j <= x < c^(j+1), for x > 0 and an integer c >= 2."""
+    j = math.floor(math.log(x) / math.log(c))
+    while float(c) ** (j + 1) <= x:
+        j += 1
+    while float(c) ** j > x:
+        j -= 1
+    return j
+
+
+def choose_unit(sample, n, c):
+    """The data unit u = c^j of an index, from its sample (see the module's Deviations).
+
+    Parameters
+    ----------
+    sample : ndarray of float32, shape (s, d)
+        The sample rows.
+    n : int
+        Number of data points.
+    c : int
+
+    Returns
+    -------
+    u : float
+    j : int
+        u = c^j.
+    info : dict
+        JSON-ready: sample size, the nearest-neighbour percentile, the intrinsic dimension
+        estimate and the scaled distance (None where undefined).
+    """
+    s, d = sample.shape
+    info = {"sample_size": int(s), "nn_percentile": UNIT_PERCENTILE, "nn_distance": None,
+            "intrinsic_dim": None, "scaled_distance": None}
+    if s < 2:
+        return 1.0, 0, info
+    k = min(SAMPLE_NEIGHBOURS, s - 1)
+    sq = np.empty((s, k), dtype=np.float64)
+    sample_knn_sqdist(np.ascontiguousarray(sample, dtype=np.float32), k, sq)
+    nn = np.sqrt(sq[:, 0])
+    nn = nn[np.isfinite(nn)]
+    if nn.size == 0:  # every sample point is the same point
+        return 1.0, 0, info
+    r = float(np.percentile(nn, UNIT_PERCENTILE))
+    full = np.sqrt(sq[np.all(np.isfinite(sq), axis=1)])
+    dim = float(d)
+    if k >= 2 and full.shape[0]:
+        mean_log = float(np.mean(np.log(full[:, -1:] / full[:, :-1])))
+        if mean_log > 0:
+            dim = min(max(1.0 / mean_log, 1.0), float(d))
+    scaled = r * (s / n) ** (1.0 / dim)
+    info.update(nn_distance=r, intrinsic_dim=dim, scaled_distance=scaled)
+    if not (scaled > 0 and math.isfinite(scaled)):
+        return 1.0, 0, info
+    j = _floor_log(scaled, c)
+    return float(c) ** j, j, info
+
+
+def b_scale(t_abs, unit, d, c, w):
+    """Range of b*: c^floor(log_c(t d)) w^2 with t = t_abs / unit (w^2 when t = 0)."""
+    td = (t_abs / unit) * d
+    if not td > 0:
+        return w * w
+    return float(c) ** _floor_log(td, c) * w * w
+
+
+def bucket_origin(key_min, c):
+    """Origin of the virtual buckets: 0 if key_min >= 0, else -c^J with c^J >= -key_min."""
+    if key_min >= 0:
+        return 0
+    power = 1
+    while power < -key_min:
+        power *= c
+    return -power
+
+
+class C2LSHBuilder:
+    """Streams data chunks into m sorted hash tables of (bucket, id), within a memory budget.
+
+    Parameters
+    ----------
+    work_dir : str
+        The (temporary) index directory; ``tables.pages``, sort runs and a directory spill
+        file go there.
+    n, d : int
+    params : C2LSHParams
+    seed : int
+        Fixes a, b* and the unit sample (:func:`draw_hash`): the same seed and data give a
+        byte-identical ``tables.pages`` whatever the memory limit or chunking.
+    page_size : int
+    memory_limit_bytes : int
+        Budget for the external sort, the unit sample (4 d bytes per sample point) and the
+        merge temporaries; chunk temporaries are given by :meth:`chunk_bytes_per_row`.
+    counter : storage.IOCounter, optional
+
+    Raises
+    ------
+    ValueError
+        If the budget cannot hold the sample and the sorter's minimum (1 MiB).
+    """
+
+    def __init__(self, work_dir, *, n, d, params, seed, page_size, memory_limit_bytes,
+                 counter=None):
+        self.work_dir = work_dir
+        self.n, self.d, self.params = n, d, params
+        self.m = params.m
+        self.page_size = page_size
+        self.counter = counter
+        self.a, self._b_fraction, self._sample_ids = draw_hash(seed, self.m, d, n)
+        self.b = None
+        s = self._sample_ids.size
+        sample_bytes = 4 * s * d + 8 * s * SAMPLE_NEIGHBOURS
+        self._reserve = max(_MIB, min(memory_limit_bytes // 4, 8 * _MIB))
+        sorter_bytes = memory_limit_bytes - sample_bytes - self._reserve
+        if sorter_bytes < MIN_MEMORY_LIMIT_BYTES:
+            need = MIN_MEMORY_LIMIT_BYTES + sample_bytes + _MIB
+            raise ValueError(f"memory_limit_bytes must be at least {need} for C2LSH with d = {d} "
+                             f"(sort buffer and unit sample), got {memory_limit_bytes}")
+        self._sample = np.zeros((s, d), dtype=np.float32)
+        self._t_abs = 0.0
+        self.sorter = ExternalSorter(work_dir, memory_limit_bytes=sorter_bytes)
+        # Merge chunks: keys, tables, buckets, ids and the writer's copies, ~64 bytes a record.
+        self._merge_records = int(max(1024, min(1 << 16, self._reserve // 64)))
+        self._writer = None
+        self._pf = None
+
+    def chunk_bytes_per_row(self, itemsize):
+        """Bytes of temporaries per data row in :meth:`add_chunk`: the row, its m float32
+        projections, m uint64 sort keys and m uint32 ids."""
+        return self.d * itemsize + 16 * self.m
+
+    def arrays(self):
+        """Arrays to keep in the catalog: projection vectors a (float32 (m, d)) and, after
+        :meth:`finish`, the offsets b* (float64 (m,))."""
+        out = {"c2lsh/a": self.a}
+        if self.b is not None:
+            out["c2lsh/b"] = self.b
+        return out
+
+    def add_chunk(self, start, rows):
+        """Project ``rows`` ((c, d), storage dtype) of points ``start .. start+c-1`` and queue
+        the m (table, projection, id) entries of each for sorting; track the largest absolute
+        coordinate and copy the sample rows among them."""
+        c = rows.shape[0]
+        if c == 0:
+            return
+        self._t_abs = max(self._t_abs, float(rows.max()), -float(rows.min()))
+        ids = self._sample_ids
+        i0, i1 = np.searchsorted(ids, [start, start + c])
+        if i1 > i0:
+            self._sample[i0:i1] = rows[ids[i0:i1] - start]
+        proj = np.empty((c, self.m), dtype=np.float32)
+        project_rows(rows, self.a, proj)
+        keys = np.empty((self.m, c), dtype=np.uint64)
+        point_ids = np.empty((self.m, c), dtype=np.uint32)
+        projection_keys(proj.view(np.uint32), start, keys, point_ids)
+        del proj
+        self.sorter.add(keys.reshape(-1), point_ids.reshape(-1))
+
+    def finish(self, progress=None):
+        """Choose the unit, scale b*, merge the sorted projections into ``tables.pages``.
+
+        Parameters
+        ----------
+        progress : callable, optional
+            ``progress(done, total)`` in entries written (total n m).
+
+        Returns
+        -------
+        dict
+            JSON-ready metadata: ``files``, ``hash``, ``unit``, ``tables``, ``directory``, ...
+        """
+        p = self.params
+        unit, unit_exp, unit_info = choose_unit(self._sample, self.n, p.c)
+        self._sample = None
+        scale = b_scale(self._t_abs, unit, self.d, p.c, p.w)
+        self.b = self._b_fraction * scale
+        path = os.path.join(self.work_dir, TABLES_FILE)
+        self._pf = pf = PageFile.create(path, kind=TABLES_KIND, page_size=self.page_size,
+                                        counter=self.counter)
+        bits = id_bits_for(self.n)
+        self._writer = writer = SortedRunWriter(pf, id_bits=bits, tmp_dir=self.work_dir)
+        table = -1
+        n_runs = 0
+        done = 0
+        total = self.n * self.m
+        try:
+            for keys, ids in self.sorter.sorted_chunks(max_records=self._merge_records):
+                tables = np.empty(keys.size, dtype=np.int64)
+                buckets = np.empty(keys.size, dtype=np.int64)
+                buckets_from_keys(keys, self.b, unit, p.w, tables, buckets)
+                cuts = (np.flatnonzero(tables[1:] != tables[:-1]) + 1).tolist()
+                for s, e in zip([0, *cuts], [*cuts, keys.size]):
+                    t = int(tables[s])
+                    if t != table:
+                        if table >= 0:
+                            writer.end_run()
+                            n_runs += 1
+                        if t != n_runs:
+                            raise RuntimeError(f"sorted stream skipped table {n_runs}")
+                        writer.begin_run()
+                        table = t
+                    try:
+                        writer.add(buckets[s:e], ids[s:e])
+                    except ValueError as exc:
+                        raise ValueError(f"C2LSH table {t}: the buckets of w = {p.w} (data unit "
+                                         f"{unit}) span 2**32 or more; choose a larger w") from exc
+                done += keys.size
+                if progress is not None:
+                    progress(done, total)
+            if table >= 0:
+                writer.end_run()
+                n_runs += 1
+            if n_runs != self.m:
+                raise RuntimeError(f"built {n_runs} tables, expected m = {self.m}")
+            runs, directory = writer.finish()
+            origin = bucket_origin(min(r.key_min for r in runs), p.c)
+            header = {"algorithm": "c2lsh", "m": self.m, "n": self.n, "id_bits": bits,
+                      "directory": directory.to_dict()}
+            pf.finalize(json.dumps(header, sort_keys=True).encode())
+        finally:
+            pf.close()
+            self.sorter.close()
+            writer.abort()
+        tables_meta = {name: [getattr(r, name) for r in runs]
+                       for name in ("first_page", "n_pages", "n_entries", "key_min", "key_max",
+                                    "dir_entry")}
+        return {
+            "files": {"tables": TABLES_FILE},
+            "hash": {"a": "c2lsh/a", "b": "c2lsh/b", "shape": [self.m, self.d],
+                     "dtype": "float32",
+                     "distribution": "a: N(0, 1) per coordinate; b*: uniform [0, b_max); "
+                                     "numpy default_rng(seed), a then b* then the unit sample",
+                     "b_max": scale},
+            "unit": dict(unit_info, u=unit, exponent=unit_exp),
+            "max_abs_coordinate": self._t_abs,
+            "origin": origin,
+            "id_bits": bits,
+            "tables": tables_meta,
+            "directory": directory.to_dict(),
+        }
+
+    def abort(self):
+        """Release the sorter's run files and the writer's spill file."""
+        self.sorter.close()
+        if self._writer is not None:
+            self._writer.abort()
+        if self._pf is not None:
+            self._pf.close()
+
+
+class C2LSHSearcher:
+    """c-k-ANN search over an open C2LSH index (SIGMOD 2012, Section 4; see the module
+    docstring for the disk layout and deviations).
+
+    Parameters
+    ----------
+    open_file : callable
+        ``open_file(name, kind)`` opens one of the index's page files with its shared counter
+        and buffer pool.
+    meta : dict
+        The index metadata written by :meth:`C2LSHBuilder.finish`.
+    arrays : dict of ndarray
+        ``"c2lsh/a"`` (float32 (m, d)) and ``"c2lsh/b"`` (float64 (m,)).
+    params : C2LSHParams
+    vectors : VectorStore
+
+    Notes
+    -----
+    Memory per open searcher: 2 m pages (the tables' boundary pages), 16 bytes per data page
+    (the decoded directory) plus the directory pages, and 6 bytes per data point (uint16
+    collision counts, uint32 list of the points a query touched).
+    """
+
+    def __init__(self, open_file, meta, arrays, params, vectors):
+        self.tables_file = pf = open_file(meta["files"]["tables"], TABLES_KIND)
+        self.a = np.ascontiguousarray(arrays[meta["hash"]["a"]], dtype=np.float32)
+        self.b = np.ascontiguousarray(arrays[meta["hash"]["b"]], dtype=np.float64)
+        self.params = params
+        self.vectors = vectors
+        self.meta = meta
+        self.m = self.a.shape[0]
+        self.n = vectors.n
+        self.unit = float(meta["unit"]["u"])
+        self.origin = int(meta["origin"])
+        tables = meta["tables"]
+        if self.m != params.m or len(tables["first_page"]) != self.m or self.b.shape != (self.m,):
+            raise ValueError(f"C2LSH metadata disagree: m = {params.m} in the parameters, "
+                             f"{self.m} projections, {len(tables['first_page'])} tables")
+        col = {name: np.asarray(tables[name], dtype=np.int64) for name in tables}
+        self._tfirst, self._tcount, self._tdir = col["first_page"], col["n_pages"], col["dir_entry"]
+        self._kmin, self._kmax = col["key_min"], col["key_max"]
+        self.directory = DirectoryInfo.from_dict(meta["directory"])
+        if self.directory.entries_per_page != directory_entries_per_page(pf.payload_size):
+            raise ValueError("C2LSH directory metadata disagree with the tables file's page size")
+        self._runs = (self._tdir, self._tcount, self._kmin)
+        self._dir_buf = np.empty((self.directory.n_pages, pf.page_size), dtype=np.uint8)
+        self._dir_first = np.empty(self.directory.n_entries, dtype=np.int64)
+        self._dir_last = np.empty(self.directory.n_entries, dtype=np.int64)
+        self._lpages = np.zeros((self.m, pf.payload_size), dtype=np.uint8)
+        self._rpages = np.zeros((self.m, pf.payload_size), dtype=np.uint8)
+        self._state = np.zeros((self.m, STATE_FIELDS), dtype=np.int64)
+        self._qproj = np.empty(self.m, dtype=np.float64)
+        self._qb = np.empty(self.m, dtype=np.int64)
+        self._request = np.zeros(2, dtype=np.int64)
+        self._counts = np.zeros(self.n, dtype=np.uint16)
+        self._touched = np.empty(self.n, dtype=np.uint32)
+
+    def describe(self):
+        """The index structure, for ``lshdisk info``."""
+        pages = self._tcount
+        return {"kind": "sorted runs", "count": self.m,
+                "pages_per_table": round(float(pages.mean()), 1),
+                "entries_per_page": round(self.n * self.m / max(1, int(pages.sum())), 1),
+                "directory_pages": self.directory.n_pages,
+                "unit": self.unit, "origin": self.origin}
+
+    def candidate_cap(self, k):
+        """T2: stop after k + beta*n candidates."""
+        return k + int(math.ceil(self.params.beta * self.n - 1e-9))
+
+    def search_one(self, q, k):
+        """Search one query.
+
+        Disk access: the directory pages (one run), then per round and table at most one run
+        of table pages not read before (one seek each), then the vector pages of the round's
+        candidates in ascending order.
+
+        Parameters
+        ----------
+        q : ndarray of float32, shape (d,)
+        k : int
+
+        Returns
+        -------
+        sq_dists : ndarray of float64, shape (c,)
+            Squared distances of all verified candidates (c <= k + beta*n).
+        ids : ndarray of int64, shape (c,)
+        """
+        p = self.params
+        c_ratio, l = p.c, p.l
+        pf = self.tables_file
+        state, lpages, rpages, qb, req = (self._state, self._lpages, self._rpages, self._qb,
+                                          self._request)
+        read_directory(pf, self.directory, self._runs, buffer=self._dir_buf,
+                       first_out=self._dir_first, last_out=self._dir_last)
+        dir_first, dir_last = self._dir_first, self._dir_last
+        project_one(q, self.a, self._qproj)
+        query_buckets(self._qproj, self.b, self.unit, p.w, qb)
+        np.maximum(qb, self.origin, out=qb)
+        state[:] = 0
+        cap = self.candidate_cap(k)
+        cands = np.empty(cap, dtype=np.int64)
+        cand_sq = np.empty(cap, dtype=np.float64)
+        nums = np.array([0, 0, cap], dtype=np.int64)
+        q64 = q.astype(np.float64)
+        counts, touched = self._counts, self._touched
+        tdir, tcount, tfirst = self._tdir, self._tcount, self._tfirst
+        origin = self.origin
+        n_verified = 0
+        radius = 1
+        try:
+            while True:
+                t = 0
+                capped = False
+                while True:
+                    status, t = advance(t, radius, origin, qb, state, lpages, rpages, tdir,
+                                        tcount, dir_first, dir_last, counts, l, touched, cands,
+                                        nums, req)
+                    if status == ROUND_DONE:
+                        break
+                    if status == CAP_REACHED:
+                        capped = True
+                        break
+                    first, count = int(req[0]), int(req[1])
+                    page_no = int(tfirst[t]) + first
+                    block = pf.read_run(page_no, count)
+                    status = absorb(status, t, radius, origin, qb, block, first, state, lpages,
+                                    rpages, counts, l, touched, cands, nums)
+                    if status == CAP_REACHED:
+                        capped = True
+                        break
+                    if status == BAD_PAGE:
+                        check_data_pages(pf, block, page_no)  # raises CorruptPageError
+                n_cands = int(nums[1])
+                if n_cands > n_verified:
+                    cand_sq[n_verified:n_cands] = self.vectors.sq_distances(
+                        cands[n_verified:n_cands], q64)
+                    n_verified = n_cands
+                if capped:
+                    break
+                if n_verified >= k:
+                    kth_sq = np.partition(cand_sq[:n_verified], k - 1)[k - 1]
+                    if math.sqrt(kth_sq) <= c_ratio * radius * self.unit:
+                        break
+                if all_counted(state, self._kmin, self._kmax, tcount):
+                    break
+                radius *= c_ratio
+        finally:
+            reset_counts(counts, touched, nums[0])
+        return cand_sq[:n_verified].copy(), cands[:n_verified].copy()
