@@ -122,6 +122,18 @@ class VectorStore:
                 out[j] = pages.reshape(-1)[: self.row_bytes].view(self.dtype)
             return out
         ppp = self.points_per_page
+        if ids.size <= 16:  # the usual batch (one table's new candidates): no sorting machinery
+            rb = self.row_bytes
+            payloads = {}
+            for i in sorted(range(ids.size), key=ids.__getitem__):  # ascending page order
+                pid = int(ids[i])
+                page_no = 1 + pid // ppp
+                payload = payloads.get(page_no)
+                if payload is None:
+                    payload = payloads[page_no] = self.page_file.read_page(page_no)
+                off = (pid - (page_no - 1) * ppp) * rb
+                out[i] = payload[off:off + rb].view(self.dtype)
+            return out
         pages = 1 + ids // ppp
         order = np.argsort(pages, kind="stable")
         sorted_pages = pages[order]
