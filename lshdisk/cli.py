@@ -372,5 +372,150 @@ def demo(workdir, n, d, memory, quiet):
     click.echo(f"\nindex: {index_dir}   try: lshdisk info {index_dir}")
 
 
+_CALIBRATE_LABELS = {"write": "writing the test file", "random": "random page reads",
+                     "sequential": "sequential read"}
+
+
+@main.command()
+@click.argument("directory", type=click.Path())
+@click.option("--size", default="2GiB", show_default=True,
+              help="Size of the test file written under DIRECTORY (deleted afterwards).")
+@click.option("--out", type=click.Path(), default=None,
+              help="Save the profile as JSON, for 'lshdisk report --device FILE'.")
+@click.option("--name", default="local", show_default=True,
+              help="Profile name: the prefix of its report columns (<name>_qpt_ms).")
+@click.option("--reads", "random_reads", type=int, default=2000, show_default=True,
+              help="Random page reads to time.")
+@click.option("--page-size", type=int, default=4096, show_default=True,
+              help="Bytes per random read: the index page size.")
+@click.option("--json", "as_json", is_flag=True, help="Print the measurement as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def calibrate(directory, size, out, name, random_reads, page_size, as_json, quiet):
+    """Measure the disk under DIRECTORY: random page-read time and sequential read rate.
+
+    Writes a test file, reads it bypassing the page cache (O_DIRECT, or posix_fadvise eviction
+    where the file system refuses O_DIRECT), and prints a device profile for the I/O cost
+    model: seek_ms = mean random read time minus one page's transfer, read_mb_per_ms = the
+    sequential rate (1 MB = 10^6 bytes). Put DIRECTORY on the file system of your indexes.
+    """
+    from cost_model import save_profile
+    from .calibrate import measure
+    progress = _Progress(_progress_enabled(quiet))
+    try:
+        result = measure(directory, size=size, random_reads=random_reads,
+                         page_size_bytes=page_size, name=name,
+                         progress=lambda stage, done, total: progress(
+                             _CALIBRATE_LABELS.get(stage, stage), done, total))
+        if out:
+            save_profile(result.profile, out)
+    except (LshdiskError, ValueError, TypeError, OSError) as exc:
+        _fail(exc)
+    finally:
+        progress.close()
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    p = result.profile
+    click.echo(f"device     {result.device or 'unknown'} under {result.directory} "
+               f"({result.method}, {result.file_bytes / 2**20:.0f} MiB test file)")
+    click.echo(f"random     {result.random_reads} reads of {p.page_size_bytes} B: mean "
+               f"{result.random_read_ms_mean:.4f} ms, median {result.random_read_ms_median:.4f} ms, "
+               f"p90 {result.random_read_ms_p90:.4f} ms, max {result.random_read_ms_max:.3f} ms")
+    click.echo(f"sequential {result.sequential_block_bytes // 1024} KiB reads: "
+               f"{result.sequential_mb_per_ms:.4f} MB/ms ({result.sequential_mb_per_ms * 1e3:.0f} MB/s)")
+    click.echo(f"profile    {p.name}: seek_ms = {p.seek_ms:.6g}, read_mb_per_ms = "
+               f"{p.read_mb_per_ms:.6g}, page_size_bytes = {p.page_size_bytes}, "
+               f"readahead_bytes = {p.readahead_bytes}")
+    for note in result.notes:
+        click.echo(f"note       {note}")
+    if out:
+        click.echo(f"saved      {out}  (use: lshdisk report ... --device hdd,ssd,{out})")
+
+
+_REPORT_LABELS = {"search": "searching", "scan": "timing the linear scan"}
+
+
+@main.command()
+@click.argument("index_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--queries", "queries_path", required=True, help="Query file.")
+@click.option("--format", "fmt", type=_FORMATS, default=None,
+              help="Format of the queries; default from the extension (raw if unknown).")
+@click.option("--dtype", type=_DTYPES, default=None, help="Coordinate type of raw queries.")
+@click.option("--dim", type=int, default=None,
+              help="Dimension of raw queries (default: the indexes' dimension).")
+@click.option("--gt", "gt_path", required=True, help="Exact ground truth of the queries.")
+@click.option("--gt-format", type=click.Choice(["qalsh", "hdf5"]), default="qalsh", show_default=True,
+              help="qalsh: per query K records of (float32 distance, int32 id); hdf5: ann-benchmarks "
+                   "file with 'distances'.")
+@click.option("-k", "ks", default="1,10,20,30,40,50,60,70,80,90,100", show_default=True,
+              help="Comma-separated k values.")
+@click.option("--device", "devices", default="hdd,ssd", show_default=True,
+              help="Comma-separated device profiles: hdd, ssd (Jafari & Nagarkar 2021) or JSON "
+                   "files from 'lshdisk calibrate --out'.")
+@click.option("--json", "json_path", type=click.Path(), default=None,
+              help='Write {"rows": [...], "linear_scan": [...], ...} to this file.')
+@click.option("--csv", "csv_path", type=click.Path(), default=None, help="Write the rows as CSV.")
+@click.option("--plot", "plot_dir", type=click.Path(), default=None,
+              help="Write the six figures (PNG) into this directory.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def report(index_dirs, queries_path, fmt, dtype, dim, gt_path, gt_format, ks, devices, json_path,
+           csv_path, plot_dir, quiet):
+    """Query processing time of INDEX_DIRS on HDD, SSD and measured devices, beside a linear scan.
+
+    Searches the queries for every k with no buffer pool, then prints per device and
+    algorithm x k the seeks, MB read, algorithm ms, the seek and read terms, QPT ms =
+    seeks x seek_ms + MB / read_mb_per_ms + algorithm ms, QPT relative to a linear scan of
+    the same data, overall ratio and recall (means per query), and says where the scan wins.
+    """
+    from .datasets import read_groundtruth, read_queries
+    from .index import open as open_index
+    from .report import build_report, format_tables, plot_report, write_csv, write_json
+    from cost_model import get_profile
+    ks = _parse_ks(ks)
+    try:
+        profiles = [get_profile(d.strip()) for d in devices.split(",") if d.strip()]
+    except (ValueError, TypeError, OSError) as exc:
+        raise click.BadParameter(str(exc), param_hint="--device")
+    progress = _Progress(_progress_enabled(quiet))
+    indexes = []
+    try:
+        for path in index_dirs:
+            indexes.append(open_index(path))
+        d = indexes[0].d
+        if any(ix.d != d for ix in indexes):
+            raise ValueError("the indexes have different dimensions (" +
+                             ", ".join(f"{ix.path}: d = {ix.d}" for ix in indexes) +
+                             "): report indexes of the same data together")
+        raw = fmt == "raw" or (fmt is None and dtype is not None)
+        q = read_queries(queries_path, format=fmt, dtype=dtype,
+                         dim=(dim or d) if raw or dtype else None, expected_dim=d)
+        gt_D, _ = read_groundtruth(gt_path, format=gt_format, n_queries=q.shape[0])
+        if gt_D is None:
+            raise ValueError(f"{gt_path} holds no distances: use a ground truth with distances "
+                             f"(lshdisk groundtruth writes them)")
+        result = build_report(indexes, q, gt_D, ks, profiles,
+                              progress=lambda stage, done, total: progress(
+                                  _REPORT_LABELS.get(stage, stage), done, total))
+        progress.close()
+        written = []
+        if json_path:
+            write_json(result, json_path)
+            written.append(json_path)
+        if csv_path:
+            write_csv(result, csv_path)
+            written.append(csv_path)
+        if plot_dir:
+            written += plot_report(result, plot_dir)
+    except (LshdiskError, StorageError, ValueError, TypeError, OSError) as exc:
+        _fail(exc)
+    finally:
+        progress.close()
+        for ix in indexes:
+            ix.close()
+    click.echo(format_tables(result))
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
 if __name__ == "__main__":
     main()
