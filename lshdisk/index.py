@@ -441,6 +441,23 @@ class Index:
             return D, I, SearchStats(cpu_seconds=cpu, **cols)
         return D, I
 
+    def io_report(self, stats, device="ssd", *, queries=None, scan_algorithm_ms=None):
+        """Query processing time of a search on a device, beside the linear scan.
+
+        ``QPT = seeks x seek_ms + MB_read / read_mb_per_ms + algorithm_ms`` per query (Jafari &
+        Nagarkar 2021, Section 4.2); see :func:`lshdisk.report.io_report` for the parameters
+        and the returned dict.
+
+        Parameters
+        ----------
+        stats : SearchStats
+            From ``search(..., return_stats=True)`` on this index.
+        device : str, os.PathLike or cost_model.DeviceProfile
+            ``"hdd"``, ``"ssd"``, a profile JSON file (``lshdisk calibrate``) or a profile.
+        """
+        from .report import io_report
+        return io_report(self, stats, device, queries=queries, scan_algorithm_ms=scan_algorithm_ms)
+
     def info(self):
         """Index metadata for people and programs (dict, JSON-ready)."""
         meta = self.meta
