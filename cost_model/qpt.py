@@ -40,8 +40,8 @@ requests are charged like synchronous ones although they overlap the CPU; the ke
 backward scan of cached history stops early across large folios in some cases, which is not
 modelled. Checked against the VM kernel of this project (Linux 6.18, ``read_ahead_kb`` 8192)
 with ``mincore`` on hand-made access patterns (the same pages on 11 of 12) and against
-``/sys/block/vda/stat`` on real queries: device requests within 3 %, bytes exact on Mnist
-indexes and within -20 % / +45 % on 300-640 MB indexes.
+``/sys/block/vda/stat`` on real queries: device requests within 8 %, bytes exact on Mnist
+indexes and within -21 % / +45 % on 300-640 MB indexes.
 """
 
 from array import array
