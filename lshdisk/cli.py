@@ -26,7 +26,7 @@ _DTYPES = click.Choice(["uint8", "int8", "uint16", "int32", "float32", "float64"
 class _Progress:
     """Progress bars on a terminal for ``progress(stage, done, total)`` callbacks."""
 
-    LABELS = {"read": "reading and projecting", "tables": "writing hash tables",
+    LABELS = {"read": "reading and projecting", "tables": "writing hash tables", "search": "searching",
               "groundtruth": "scanning the base"}
 
     def __init__(self, enabled):
@@ -199,14 +199,18 @@ def search(index_dir, queries, k, out, query_format, query_dtype, cache, as_json
     from .index import open as open_index
     if k < 1:
         raise click.BadParameter(f"k must be >= 1, got {k}", param_hint="-k")
+    progress = _Progress(_progress_enabled(False))
     try:
         with open_index(index_dir, cache_bytes=cache) as index:
             q = _load_queries(queries, query_format, query_dtype, index.d)
-            D, I, stats = index.search(q, k, return_stats=True)
+            D, I, stats = index.search(q, k, return_stats=True,
+                                       progress=lambda done, total: progress("search", done, total))
         fmt = "ivecs" if out.endswith(".ivecs") else "qalsh"
         write_groundtruth(out, D, I, format=fmt)
     except (LshdiskError, StorageError, ValueError, TypeError, OSError) as exc:
         _fail(exc)
+    finally:
+        progress.close()
     mean = stats.mean()
     summary = {"queries": int(q.shape[0]), "k": k, "out": out,
                "page_reads": mean["page_reads"], "seeks": mean["seeks"],

@@ -383,7 +383,7 @@ class Index:
         self._files.append(pf)
         return pf
 
-    def search(self, queries, k, *, return_stats=False):
+    def search(self, queries, k, *, return_stats=False, progress=None):
         """c-approximate k-nearest-neighbour search under Euclidean distance.
 
         Parameters
@@ -394,6 +394,8 @@ class Index:
             Neighbours per query, >= 1.
         return_stats : bool
             Also return a :class:`SearchStats` of per-query costs.
+        progress : callable, optional
+            ``progress(queries_done, n_queries)``, called after each query.
 
         Returns
         -------
@@ -437,6 +439,8 @@ class Index:
             cols["bytes_read"][i] = io.bytes_read
             cols["cache_hits"][i] = io.cache_hits
             cols["candidates"][i] = ids.size
+            if progress is not None:
+                progress(i + 1, nq)
         if return_stats:
             return D, I, SearchStats(cpu_seconds=cpu, **cols)
         return D, I
