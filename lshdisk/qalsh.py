@@ -36,7 +36,7 @@ import numpy as np
 from storage import BPlusTree, BulkLoader, PageFile, TreeInfo, id_bits_for
 from storage.extsort import ExternalSorter, float32_to_ordered_u32, ordered_u32_to_float32
 from ._kernels.projection import project_one, project_rows
-from ._kernels.qalsh import (CAP_REACHED, NEED_LEFT, NEED_RIGHT, FRESH, TABLE_DONE,
+from ._kernels.qalsh import (CAP_REACHED, NEED_LEFT, NEED_RIGHT, TABLE_DONE,
                              init_cursors, median_head_distance, reset_counts, scan_tables)
 
 __all__ = ["QALSHBuilder", "QALSHSearcher", "TREES_FILE", "TREES_KIND"]
@@ -253,9 +253,7 @@ class QALSHSearcher:
                             cands[n_verified:n_cands], q64)
                         n_verified = n_cands
                     if status == NEED_LEFT or status == NEED_RIGHT:
-                        s = status - NEED_LEFT
-                        read_into(page, rows[s][t])
-                        state[s, t, FRESH] = 1
+                        read_into(page, rows[status - NEED_LEFT][t])
                     elif status == TABLE_DONE:
                         t += 1
                     else:

@@ -73,8 +73,8 @@ def scan_tables(t_start, pages, state, keyfmt, id_bits, qproj, half_width, count
     -------
     status, t, page : int
         NEED_LEFT / NEED_RIGHT: table t's cursor used up its leaf and the neighbour leaf
-        ``page`` exists (load it into pages[s, t], set state[s, t, FRESH] = 1 and call again
-        from t);
+        ``page`` exists (load it into pages[s, t] and call again from t; the kernel has marked
+        the cursor so that it parses the new page);
         TABLE_DONE: table t produced candidates (verify them, call again from t + 1);
         CAP_REACHED: nums[1] reached nums[2]; ROUND_DONE: every table is done.
     """
@@ -135,6 +135,7 @@ def scan_tables(t_start, pages, state, keyfmt, id_bits, qproj, half_width, count
             if (p < 0 or p >= count) and state[s, t, NEIGHBOUR] >= 0:  # ran off the leaf
                 nums[0] = n_touched
                 nums[1] = n_cands
+                state[s, t, FRESH] = 1  # the caller loads the neighbour before calling again
                 return (NEED_LEFT if s == 0 else NEED_RIGHT), t, state[s, t, NEIGHBOUR]
         if n_cands > before:
             nums[0] = n_touched
