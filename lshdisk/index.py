@@ -50,10 +50,11 @@ def _algorithm(name):
     if name == "c2lsh":
         return c2lsh_params, C2LSHParams, C2LSHBuilder, C2LSHSearcher
     raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {name!r}")
+
+
 CATALOG_DIR = "catalog"
 VECTORS_FILE = "vectors.pages"
 _MIN_MEMORY = 16 * 2**20
-_open = open  # the builtin, before this module defines its own open()
 
 
 def _report(progress, stage, done, total):

@@ -98,6 +98,16 @@ def _check_common(n, c, delta, beta):
                          f"the default is 100/n")
 
 
+def _default_beta(n):
+    """beta = 100 / n (the reference codes' candidate budget), capped at 0.5 for tiny n."""
+    return min(DEFAULT_CANDIDATES / n, 0.5) if isinstance(n, int) and n > 0 else 0.5
+
+
+def _check_w(w):
+    if isinstance(w, bool) or not (isinstance(w, (int, float)) and math.isfinite(w) and w > 0):
+        raise ValueError(f"w (bucket width) must be a finite number > 0, got {w!r}")
+
+
 def qalsh_params(n, *, c=2.0, delta=1.0 / math.e, beta=None, w=None):
     """Derive QALSH's m and l (PVLDB 2015, Section 4, Eq. 6 and 7).
 
@@ -124,12 +134,11 @@ def qalsh_params(n, *, c=2.0, delta=1.0 / math.e, beta=None, w=None):
         If a value is outside its range (``c <= 1``, ``delta`` not in (0, 0.5), ...).
     """
     if beta is None:
-        beta = min(DEFAULT_CANDIDATES / n, 0.5) if isinstance(n, int) and n > 0 else 0.5
+        beta = _default_beta(n)
     _check_common(n, c, delta, beta)
     if w is None:
         w = qalsh_default_w(c)
-    if not (isinstance(w, (int, float)) and math.isfinite(w) and w > 0):
-        raise ValueError(f"w (bucket width) must be a finite number > 0, got {w!r}")
+    _check_w(w)
     p1 = gaussian_bucket_prob(w / 2.0)
     p2 = gaussian_bucket_prob(w / (2.0 * c))
     para1 = math.sqrt(math.log(2.0 / beta))
@@ -211,8 +220,7 @@ class C2LSHParams:
     def __post_init__(self):
         _check_c2lsh_c(self.c)
         _check_common(self.n, self.c, self.delta, self.beta)
-        if not (isinstance(self.w, (int, float)) and math.isfinite(self.w) and self.w > 0):
-            raise ValueError(f"w (bucket width) must be a finite number > 0, got {self.w!r}")
+        _check_w(self.w)
         if not 1 <= self.m <= _C2LSH_MAX_M:
             raise ValueError(f"m must be in 1..{_C2LSH_MAX_M}, got {self.m}")
         if not 1 <= self.l <= self.m:
@@ -255,11 +263,9 @@ def c2lsh_params(n, *, c=2, delta=0.01, beta=None, w=1.0):
     """
     c = _check_c2lsh_c(c)
     if beta is None:
-        beta = min(DEFAULT_CANDIDATES / n, 0.5) if isinstance(n, int) and n > 0 else 0.5
+        beta = _default_beta(n)
     _check_common(n, c, delta, beta)
-    if not (isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w)
-            and w > 0):
-        raise ValueError(f"w (bucket width) must be a finite number > 0, got {w!r}")
+    _check_w(w)
     p1 = c2lsh_collision_prob(1.0, w)
     p2 = c2lsh_collision_prob(float(c), w)
     ln_delta = math.log(1.0 / delta)

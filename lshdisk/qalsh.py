@@ -30,6 +30,7 @@ Deviations
 
 import math
 import os
+from dataclasses import asdict
 
 import numpy as np
 
@@ -137,14 +138,10 @@ class QALSHBuilder:
         return {"files": {"trees": TREES_FILE},
                 "hash": {"a": "qalsh/a", "shape": [self.m, self.d], "dtype": "float32",
                          "distribution": "N(0, 1) per coordinate, numpy default_rng(seed)"},
-                "trees": [_info_dict(i) for i in infos]}
+                "trees": [asdict(i) for i in infos]}
 
     def abort(self):
         self.sorter.close()
-
-
-def _info_dict(info):
-    return {name: getattr(info, name) for name in info.__slots__}
 
 
 class QALSHSearcher:
