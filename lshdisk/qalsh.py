@@ -23,9 +23,22 @@ Deviations
   code stores one key per 32 ids, so its bucket test is per group of 32 entries, ours is per
   entry.
 - A point becomes a candidate at ``l`` collisions, as in the paper (the code uses > l).
-- Within a round the tables are scanned one after another, each fully (left then right),
-  so a table's rightward leaves are read sequentially; candidates are verified after each
-  table, their vector pages read in ascending page order.
+- Within a round the tables are scanned one after another, each fully (left then right).
+  The leaves a round's buckets reach are known before they are read: a leftward cursor
+  enters leaf j - 1 once leaf j is used up, a rightward one enters leaf j + 1 only if that
+  leaf's first key (from the inner node above the leaves, held per cursor) lies in the
+  bucket; the authors' code instead reads the next leaf to find out, one page more per
+  table and side now and then. So the leaves of several tables are planned together and
+  read as runs of consecutive pages in ascending order (one ``preadv`` per run, one seek at
+  most), leftward runs included, then scanned in place. Read-ahead never passes the point
+  where T2 could stop the search: tables are batched only while fewer than the remaining
+  k + beta*n - candidates ids are within reach of l collisions, and near that point the
+  leaves are read one at a time. Page reads are therefore exactly the leaves the cursors
+  enter (tested against the one-leaf-at-a-time walk). Candidates are verified after each
+  batch, their vector pages read in ascending page order.
+- Trees of height >= 3: a rightward cursor that leaves the part of the tree under its held
+  inner node reads the next one (one counted page); leftward cursors never read inner nodes
+  for planning and take the leaves beyond their node one plan at a time.
 """
 
 import math
@@ -37,14 +50,19 @@ import numpy as np
 from storage import BPlusTree, BulkLoader, PageFile, TreeInfo, id_bits_for
 from storage.extsort import ExternalSorter, float32_to_ordered_u32, ordered_u32_to_float32
 from ._kernels.projection import project_one, project_rows
-from ._kernels.qalsh import (CAP_REACHED, NEED_LEFT, NEED_RIGHT, TABLE_DONE,
-                             init_cursors, median_head_distance, reset_counts, scan_tables)
+from ._kernels.qalsh import init_cursors
+from ._kernels.qalsh_rounds import (CAP_REACHED, DIR_NODE, DONE, NEAR_TABLES, NEED_DIR, descend,
+                                    hold_dirs,
+                                    load_dir, median_head_distance, place_cursors, plan_runs,
+                                    reset_query, safe_tables, scan_sides)
 
 __all__ = ["QALSHBuilder", "QALSHSearcher", "TREES_FILE", "TREES_KIND"]
 
 TREES_FILE = "trees.pages"
 TREES_KIND = "btree"
 _TINY = 1e-30
+#: Bytes of leaf pages one scan of a round may plan and read ahead (per open searcher).
+RUN_BUFFER_BYTES = 1 << 20
 
 
 def draw_projections(seed, m, d):
@@ -162,8 +180,10 @@ class QALSHSearcher:
 
     Notes
     -----
-    Memory per open searcher: 2 m pages for the cursors, and 10 bytes per data point for the
-    collision counts (uint16) and the list of points touched by a query (int64).
+    Memory per open searcher: 2 m pages for the cursors, 2 m inner-node key arrays (8 bytes
+    per child, 8 KiB per cursor at 4 KiB pages), a read-ahead buffer of ``RUN_BUFFER_BYTES``
+    (1 MiB), and 10 bytes per data point for the collision counts (uint16) and the list of
+    points touched by a query (int64).
     """
 
     def __init__(self, open_file, meta, arrays, params, vectors):
@@ -176,14 +196,30 @@ class QALSHSearcher:
         self.m = self.a.shape[0]
         self.n = vectors.n
         self.id_bits = self.trees[0].info.id_bits
-        m = self.m
-        self._pages = np.zeros((2, m, trees_file.page_size), dtype=np.uint8)
+        m, ps = self.m, trees_file.page_size
+        self._pages = np.zeros((2, m, ps), dtype=np.uint8)
         self._rows = [[self._pages[s, t] for t in range(m)] for s in range(2)]  # page views
         self._state = np.zeros((2, m, 4), dtype=np.int64)
         self._keyfmt = np.zeros((2, m, 3), dtype=np.float64)
         self._qproj = np.empty(m, dtype=np.float64)
         self._counts = np.zeros(self.n, dtype=np.uint16)
-        self._touched = np.empty(self.n, dtype=np.int64)
+        self._touched = np.empty(self.n + 1, dtype=np.int64)  # + 1: the scan's branch-free append
+        # Round scans (see lshdisk._kernels.qalsh_rounds).
+        heights = {tree.info.height for tree in self.trees}
+        if len(heights) != 1:
+            raise ValueError(f"the trees of a QALSH index have one height, got {sorted(heights)}")
+        self._height = heights.pop()
+        self._tinfo = np.array([[t.info.first_leaf, t.info.n_leaves, *t.leaf_parents()]
+                                for t in self.trees], dtype=np.int64).reshape(m, 4)
+        self._roots = np.array([t.info.root_page for t in self.trees], dtype=np.int64)
+        self._dkeys = np.zeros((2, m, int(self._tinfo[:, 3].max())), dtype=np.float64)
+        self._cur = np.zeros((2, m, 4), dtype=np.int64)
+        self._slots = np.zeros((2, m, 2), dtype=np.int64)
+        self._runs = np.zeros((2 * m, 4), dtype=np.int64)
+        self._run_pages = max(1, RUN_BUFFER_BYTES // ps)
+        self._run_buf = np.zeros((self._run_pages, ps), dtype=np.uint8)
+        self._node_buf = np.zeros((m, ps), dtype=np.uint8)
+        self._ones = np.ones(m, dtype=np.int64)
 
     def describe(self):
         """The index structure, for ``lshdisk info``."""
@@ -207,8 +243,40 @@ class QALSHSearcher:
         cap = self.candidate_cap(k)
         return cap, np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.float64)
 
+    def _start_rounds(self, q):
+        """Project q and descend every tree to the leaf around a_t . q, reading each level of
+        all m trees with one call (height counted reads per tree); hold the inner node above
+        each leaf as both cursors' directory node; place the cursors."""
+        project_one(q, self.a, self._qproj)
+        cur = self._cur
+        cur[:] = 0
+        cur[:, :, DIR_NODE] = -1
+        read_runs = self.trees_file.read_runs_into
+        nodes = self._roots
+        for level in range(self._height - 1, 0, -1):
+            read_runs(nodes, self._ones, self._node_buf)
+            if level == 1:
+                hold_dirs(self._node_buf, nodes, self._dkeys, cur, self._tinfo)
+            nxt = np.empty(self.m, dtype=np.int64)
+            descend(self._node_buf, self._qproj, nxt)
+            nodes = nxt
+        read_runs(nodes, self._ones, self._pages[0])
+        place_cursors(self._pages, cur, self._keyfmt, self._qproj, nodes - self._tinfo[:, 0])
+
+    def _load_dir(self, s, t, node):
+        """Read directory node ``node`` of table t (one counted page read) for side s."""
+        page = int(self._tinfo[t, 2] + node)
+        self.trees_file.read_runs_into((page,), (1,), self._node_buf[:1])
+        load_dir(self._node_buf[0], self._dkeys, self._cur, s, t, node)
+
     def search_one(self, q, k):
         """Search one query.
+
+        Each round of virtual rehashing scans the tables in order, both sides of each; the
+        leaves the round's buckets reach are planned from the directory nodes, read as runs
+        of consecutive pages, then scanned. Tables are planned and read together as long as
+        they cannot produce the last of the k + beta*n candidates (T2); near that point one
+        leaf at a time, so no page is read that the scan does not enter.
 
         Parameters
         ----------
@@ -223,10 +291,17 @@ class QALSHSearcher:
         """
         p = self.params
         c_ratio, w, l = p.c, p.w, p.l
-        pages, state, keyfmt, qproj, rows = self._pages, self._state, self._keyfmt, self._qproj, self._rows
-        read_into = self.trees_file.read_page_into
-        cap, cands, cand_sq = self._start_query(q, k)
-        nums = np.array([0, 0, cap], dtype=np.int64)
+        m = self.m
+        pages, cur, keyfmt, qproj = self._pages, self._cur, self._keyfmt, self._qproj
+        dkeys, tinfo, slots, runs = self._dkeys, self._tinfo, self._slots, self._runs
+        counts, touched, run_buf, id_bits = self._counts, self._touched, self._run_buf, self.id_bits
+        read_runs = self.trees_file.read_runs_into
+        cap = self.candidate_cap(k)
+        cands = np.empty(cap, dtype=np.int64)
+        cand_sq = np.empty(cap, dtype=np.float64)
+        nums = np.array([0, 0, cap, 0], dtype=np.int64)
+        floor = max(1, l - NEAR_TABLES)
+        reached = np.zeros(l + 1, dtype=np.int64)
         q64 = q.astype(np.float64)
         n_verified = 0
         log_c = math.log(c_ratio)
@@ -234,37 +309,50 @@ class QALSHSearcher:
         def radius_for(head):
             return c_ratio ** math.ceil(math.log(2.0 * max(head, _TINY) / w) / log_c)
 
-        head = median_head_distance(pages, state, keyfmt, qproj)
-        radius = radius_for(head) if head >= 0 else 1.0
         try:
+            self._start_rounds(q)
+            head = median_head_distance(pages, cur, keyfmt, dkeys, tinfo, qproj)
+            radius = radius_for(head) if head >= 0 else 1.0
+            status = DONE
             while True:
                 half_width = w * radius / 2.0
                 t = 0
-                while True:
-                    status, t, page = scan_tables(t, pages, state, keyfmt, self.id_bits, qproj,
-                                                  half_width, self._counts, l, self._touched,
-                                                  cands, nums)
-                    n_cands = int(nums[1])
-                    if n_cands > n_verified:
-                        cand_sq[n_verified:n_cands] = self.vectors.sq_distances(
-                            cands[n_verified:n_cands], q64)
-                        n_verified = n_cands
-                    if status == NEED_LEFT or status == NEED_RIGHT:
-                        read_into(page, rows[status - NEED_LEFT][t])
-                    elif status == TABLE_DONE:
-                        t += 1
-                    else:
+                while t < m:
+                    g = safe_tables(nums, l, m - t, reached, floor)
+                    t_stop, budget = (t + g, self._run_pages) if g else (t + 1, 1)
+                    status, t_dir, s_dir, node, n_runs = plan_runs(
+                        t, t_stop, budget, cur, keyfmt, dkeys, tinfo, qproj, half_width, slots, runs)
+                    if status == NEED_DIR:
+                        self._load_dir(s_dir, t_dir, node)
+                        continue
+                    if n_runs:
+                        read_runs(runs[:n_runs, 0], runs[:n_runs, 1], run_buf)
+                    while True:
+                        status, t_at, extra = scan_sides(t, t_stop, pages, run_buf, slots, cur,
+                                                         keyfmt, dkeys, tinfo, id_bits, qproj,
+                                                         half_width, counts, l, touched,
+                                                         cands, nums, reached, floor)
+                        n_cands = int(nums[1])
+                        if n_cands > n_verified:
+                            cand_sq[n_verified:n_cands] = self.vectors.sq_distances(
+                                cands[n_verified:n_cands], q64)
+                            n_verified = n_cands
+                        if status != NEED_DIR:
+                            break
+                        self._load_dir(1, t_at, extra)
+                    if status == CAP_REACHED:
                         break
+                    t = t_stop if status == DONE else t_at
                 if status == CAP_REACHED:
                     break
                 if n_verified >= k:
                     kth_sq = np.partition(cand_sq[:n_verified], k - 1)[k - 1]
                     if math.sqrt(kth_sq) <= c_ratio * radius:
                         break
-                head = median_head_distance(pages, state, keyfmt, qproj)
+                head = median_head_distance(pages, cur, keyfmt, dkeys, tinfo, qproj)
                 if head < 0:
                     break  # every entry of every table has been counted
                 radius = max(c_ratio * radius, radius_for(head))
         finally:
-            reset_counts(self._counts, self._touched, nums[0])
+            reset_query(counts, touched, nums[0], slots)
         return cand_sq[:n_verified].copy(), cands[:n_verified].copy()

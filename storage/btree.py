@@ -287,6 +287,19 @@ class BPlusTree:
             raise CorruptPageError(f"{self.page_file.path}: page {page_no} is not a leaf")
         return payload, header
 
+    def leaf_parents(self):
+        """(first page, fanout) of the inner nodes just above the leaves; (-1, 1) for a tree that
+        is one leaf.
+
+        Bulk loading writes each level right after the level below, in key order, and gives
+        every inner node ``fanout`` children but the last: the parent of the leaf with index
+        ``i`` (0 = leftmost) is page ``first + i // fanout``, where the child's smallest key is
+        entry ``i % fanout``. Scans that plan several leaves ahead read these nodes (counted).
+        """
+        if self.info.height < 2:
+            return -1, 1
+        return self.info.last_leaf + 1, inner_capacity(self.page_file.payload_size)
+
     def find_leaf(self, key):
         """Page number of the leaf where :meth:`seek_ge` for ``key`` starts; reads the inner nodes
         on the path (height - 1 counted page reads)."""

@@ -60,7 +60,7 @@ offset  size        meaning
 20      4           key_max (f32), the exact last key
 24      2c          key codes (u16)
 24+2c   ceil(c*b/8) ids, bit-packed with b = id_bits
-...     >= 8        slack, zero (ids are read 5 bytes at a time)
+...     >= 8        slack, zero (ids are read through 8-byte windows)
 ======  ==========  ====================================================================
 
 A 4 KiB leaf holds ``floor((4088 - 24 - 8) * 8 / (16 + id_bits))`` entries: 1,014 for

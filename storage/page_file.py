@@ -9,9 +9,13 @@ unless the :class:`storage.buffer_pool.BufferPool` serves it.
 
 import os
 import struct
-import zlib
 
 import numpy as np
+
+try:  # the same CRC-32 as zlib's, computed with SIMD folding: about ten times faster per page
+    from zlib_ng.zlib_ng import crc32
+except ImportError:  # pragma: no cover - zlib-ng is a dependency; plain zlib gives equal sums
+    from zlib import crc32
 
 from .buffer_pool import BufferPool
 from .errors import (ClosedFileError, CorruptPageError, NotAPageFileError, ReadOnlyError,
@@ -110,7 +114,7 @@ class PageFile:
         page = bytearray(self.page_size)
         page[:n] = payload
         _U32.pack_into(page, self.page_size - 8, page_no)
-        _U32.pack_into(page, self.page_size - 4, zlib.crc32(memoryview(page)[: self.page_size - 4]))
+        _U32.pack_into(page, self.page_size - 4, crc32(memoryview(page)[: self.page_size - 4]))
         return page
 
     def _write_header(self):
@@ -237,7 +241,7 @@ class PageFile:
         if len(page) != ps:
             raise CorruptPageError(f"{self.path}: page {page_no} is short ({len(page)} of {ps} bytes)")
         stored_no, stored_crc = _TRAILER.unpack_from(page, ps - 8)
-        if zlib.crc32(memoryview(page)[: ps - 4]) != stored_crc:
+        if crc32(memoryview(page)[: ps - 4]) != stored_crc:
             raise CorruptPageError(f"{self.path}: page {page_no} fails its CRC32 check: the file is "
                                    f"damaged; rebuild the index")
         if stored_no != page_no:
@@ -311,7 +315,7 @@ class PageFile:
             raise CorruptPageError(f"{self.path}: page {page_no} is short ({got} of {ps} bytes)")
         # The checks of _verify, inlined on this hot path; _verify words the error.
         stored_no, stored_crc = _TRAILER.unpack_from(out, ps - 8)
-        if stored_no != page_no or zlib.crc32(out[: ps - 4]) != stored_crc:
+        if stored_no != page_no or crc32(out[: ps - 4]) != stored_crc:
             self._verify(out, page_no)
         self.counter.record_read(self.file_id, page_no, ps)
         if pool.capacity_bytes:
@@ -340,7 +344,7 @@ class PageFile:
             raise CorruptPageError(f"{self.path}: pages {first_page}..{first_page + n_pages - 1} "
                                    f"are short ({len(data)} of {ps * n_pages} bytes)")
         view = memoryview(data)
-        unpack, crc32 = _TRAILER.unpack_from, zlib.crc32
+        unpack = _TRAILER.unpack_from
         for i in range(n_pages):  # the checks of _verify, inlined; _verify words the error
             off = i * ps
             stored_no, stored_crc = unpack(data, off + ps - 8)
@@ -349,6 +353,64 @@ class PageFile:
         self.counter.record_run(self.file_id, first_page, n_pages, ps * n_pages)
         pages = np.frombuffer(data, dtype=np.uint8).reshape(n_pages, ps)
         return pages[:, : self.payload_size]
+
+    def read_runs_into(self, first_pages, n_pages, out):
+        """Read several runs of consecutive pages, in the order given, into the rows of ``out``.
+
+        Run ``r`` (``n_pages[r]`` pages from ``first_pages[r]``) is one ``preadv`` into the next
+        ``n_pages[r]`` rows of ``out``; each page is verified and counted as :meth:`read_run`
+        counts (a run is one seek at most, none if it starts right after the previous read).
+        Scans that plan many short runs at once use this: one call instead of one per page.
+        With a buffer pool, pages are taken page by page through :meth:`read_page_into`
+        (pool hits are not device reads).
+
+        Parameters
+        ----------
+        first_pages, n_pages : sequences of int, same length
+            Runs to read; ``n_pages`` entries >= 1.
+        out : ndarray of uint8, shape (>= sum(n_pages), page_size), C-contiguous, writable
+
+        Raises
+        ------
+        IndexError, CorruptPageError, ClosedFileError
+            As :meth:`read_page`. Pages of runs before the failing one stay read and counted.
+        """
+        fd = self._fd
+        if fd is None:
+            raise ClosedFileError(f"{self.path} is closed")
+        ps = self.page_size
+        if out.ndim != 2 or out.shape[1] != ps or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous (rows, {ps}) uint8 array")
+        if self.buffer_pool.capacity_bytes:
+            row = 0
+            for first, count in zip(first_pages, n_pages):
+                for i in range(int(count)):
+                    self.read_page_into(int(first) + i, out[row])
+                    row += 1
+            return
+        flushed = self._flushed_pages
+        view = memoryview(out).cast("B")
+        unpack, record = _TRAILER.unpack_from, self.counter.record_run
+        file_id = self.file_id
+        off = 0
+        for first, count in zip(first_pages, n_pages):
+            first, count = int(first), int(count)
+            if count < 1 or first < 0 or first + count > flushed:
+                raise IndexError(f"pages {first}..{first + count - 1} are outside {self.path} "
+                                 f"({flushed} pages)")
+            n_bytes = ps * count
+            if off + n_bytes > len(view):
+                raise ValueError(f"out has {out.shape[0]} rows, too few for the runs")
+            got = os.preadv(fd, [view[off:off + n_bytes]], first * ps)
+            if got != n_bytes:
+                raise CorruptPageError(f"{self.path}: pages {first}..{first + count - 1} are short "
+                                       f"({got} of {n_bytes} bytes)")
+            for i in range(count):  # the checks of _verify, inlined; _verify words the error
+                stored_no, stored_crc = unpack(view, off + ps - 8)
+                if stored_no != first + i or crc32(view[off:off + ps - 4]) != stored_crc:
+                    self._verify(view[off:off + ps], first + i)
+                off += ps
+            record(file_id, first, count, n_bytes)
 
     # ------------------------------------------------------------------ lifetime
     def _check_writable(self):

@@ -1,0 +1,387 @@
+"""QALSH round kernels: plan the leaf runs a round of virtual rehashing needs, then scan them.
+
+A round widens every table's bucket to ``|key - qproj[t]| <= half_width`` and moves two
+cursors per table away from ``qproj[t]``, counting collisions. Which leaves a cursor enters is
+known before reading them: a leftward cursor leaves leaf j for leaf j - 1 once every key of
+leaf j lies in the bucket (the first key of leaf j decides), a rightward one enters leaf
+j + 1 when that leaf's first key lies in the bucket. First keys of leaves are the keys of
+the inner node above them (the "directory node" a cursor holds, read and counted by the
+caller). :func:`plan_runs` turns this into runs of consecutive leaf pages, which the caller
+reads with one ``preadv`` each; :func:`scan_sides` then takes the entries from the pages in
+place. Page I/O is exactly the leaves the cursors enter, and is read in ascending page order.
+
+Per-query state, one entry per side s (0 = left, 1 = right) and table t:
+
+- ``pages[s, t]``: uint8, the leaf page under the cursor;
+- ``state[s, t]``: int64 ``[pos, count, leaf, dir_node]``: the next entry to take (leftwards
+  for s = 0, rightwards for s = 1; -1 or ``count`` once the leaf is used up), the leaf's entry
+  count, the leaf's index in its tree (0 = leftmost) and the index of the directory node held
+  in ``dkeys[s, t]`` (-1: none);
+- ``keyfmt[s, t]``: float64 ``[key_min, key_step, key_max]`` of the leaf;
+- ``dkeys[s, t, :]``: float64, the first key of each leaf under the directory node;
+- ``slots[s, t]``: int64 ``[row, n]``: the side's planned pages not yet scanned, rows
+  ``row .. row + n - 1`` of the run buffer (ascending leaves; a left side takes from the end).
+
+Per table: ``tinfo[t]`` int64 ``[first_leaf_page, n_leaves, first_dir_page, fanout]``.
+"""
+
+import numba
+import numpy as np
+
+from storage.leaf_codec import (inner_child, inner_count, inner_key, leaf_header, leaf_id_at,
+                                leaf_id_words, leaf_key, leaf_search_ge)
+
+POS, COUNT, LEAF, DIR_NODE = 0, 1, 2, 3
+FIRST_LEAF, N_LEAVES, FIRST_DIR, FANOUT = 0, 1, 2, 3
+
+#: Columns of ``nums``: ids touched, candidates, candidate cap (T2), largest collision count.
+N_TOUCHED, N_CANDS, CAP, MAX_COUNT = 0, 1, 2, 3
+#: safe_tables counts exactly how many ids may become candidates within this many tables.
+NEAR_TABLES = 8
+
+#: Status codes of plan_runs and scan_sides.
+DONE = 0
+NEED_DIR = 1
+NEED_PAGES = 2
+CAP_REACHED = 3
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _dir_key(dkeys, state, tinfo, s, t, i):
+    """(held, first key of leaf i) from side s's directory node of table t."""
+    node = state[s, t, DIR_NODE]
+    fan = tinfo[t, FANOUT]
+    if node < 0 or i // fan != node:
+        return False, 0.0
+    return True, dkeys[s, t, i - node * fan]
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _side_run(s, t, state, keyfmt, dkeys, tinfo, q, half_width, budget):
+    """Leaves side s of table t enters next in this round, at most ``budget`` (>= 1).
+
+    Returns (status, first, n, complete): leaves ``first .. first + n - 1`` (indices in the
+    tree, ascending); ``complete`` is False if the side will need more after them. Status
+    NEED_DIR (with ``first`` = the directory node to load) when nothing can be planned without
+    another directory node.
+    """
+    pos = state[s, t, POS]
+    j = state[s, t, LEAF]
+    if s == 0:
+        if j == 0 or (pos >= 0 and q - keyfmt[0, t, 0] > half_width):
+            return DONE, 0, 0, True  # the cursor stops in this leaf
+        n = 1  # leaf j - 1: entered once leaf j is used up, whatever its own keys
+        while j - n - 1 >= 0:
+            held, key = _dir_key(dkeys, state, tinfo, 0, t, j - n)
+            if not held:
+                # Leftwards no leaf needs a directory node to be entered, so none is read for
+                # planning: the leaves of the previous node are planned one at a time.
+                return DONE, j - n, n, False
+            if q - key > half_width:
+                return DONE, j - n, n, True
+            if n == budget:
+                return DONE, j - n, n, False
+            n += 1
+        return DONE, j - n, n, True
+    count = state[s, t, COUNT]
+    nl = tinfo[t, N_LEAVES]
+    if j == nl - 1 or (pos < count and keyfmt[1, t, 2] - q > half_width):
+        return DONE, 0, 0, True
+    n = 0
+    while j + n + 1 < nl:
+        held, key = _dir_key(dkeys, state, tinfo, 1, t, j + n + 1)
+        if not held:
+            if n == 0:
+                return NEED_DIR, (j + 1) // tinfo[t, FANOUT], 0, False
+            return DONE, j + 1, n, False
+        if key - q > half_width:
+            return DONE, j + 1, n, True
+        if n == budget:
+            return DONE, j + 1, n, False
+        n += 1
+    return DONE, j + 1, n, True
+
+
+@numba.njit(cache=True, nogil=True)
+def plan_runs(t_start, t_stop, budget, state, keyfmt, dkeys, tinfo, qproj, half_width, slots,
+              runs):
+    """Plan the leaf runs of tables t_start .. t_stop - 1 in scan order, at most ``budget`` pages.
+
+    Fills ``runs`` (int64 (>= 2m, 4): first page, pages, side, table) and ``slots``; stops after the first
+    side whose run is cut short (budget or directory node), so that every planned page is
+    scanned before anything is planned again.
+
+    Returns
+    -------
+    status, t, s, node, n_runs : int
+        DONE: ``n_runs`` runs planned. NEED_DIR: side s of table t needs directory node
+        ``node`` loaded first (``n_runs`` is 0; call again after loading it).
+    """
+    n_runs = 0
+    rows = 0
+    for t in range(t_start, t_stop):
+        q = qproj[t]
+        for s in range(2):
+            assert slots[s, t, 1] == 0, "planned pages of this side are not scanned yet"
+            status, first, n, complete = _side_run(s, t, state, keyfmt, dkeys, tinfo, q,
+                                                   half_width, budget - rows)
+            if status == NEED_DIR:
+                for r in range(n_runs):  # forget this plan: nothing of it was read
+                    slots[np.int64(runs[r, 2]), np.int64(runs[r, 3]), 1] = 0
+                return NEED_DIR, t, s, first, 0
+            if n > 0:
+                runs[n_runs, 0] = tinfo[t, FIRST_LEAF] + first
+                runs[n_runs, 1] = n
+                runs[n_runs, 2] = s
+                runs[n_runs, 3] = t
+                slots[s, t, 0] = rows
+                slots[s, t, 1] = n
+                rows += n
+                n_runs += 1
+            if not complete or rows == budget:
+                return DONE, t, s, -1, n_runs
+    return DONE, t_stop, 0, -1, n_runs
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _enter(page, state, keyfmt, s, t, leaf):
+    count, _, _, kmin, step, kmax, _ = leaf_header(page)
+    state[s, t, COUNT] = count
+    state[s, t, POS] = count - 1 if s == 0 else 0
+    state[s, t, LEAF] = leaf
+    keyfmt[s, t, 0] = kmin
+    keyfmt[s, t, 1] = step
+    keyfmt[s, t, 2] = kmax
+
+
+@numba.njit(cache=True, nogil=True)
+def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tinfo, id_bits,
+               qproj, half_width, counts, l, touched, cands, nums, reached, floor):
+    """Collision counting over tables t_start .. t_stop - 1 (left side, then right) for
+    ``|key - qproj[t]| <= half_width``, entering planned leaves from ``run_buf``.
+
+    Each entry taken gives its id one more collision; at exactly ``l`` collisions the id is
+    appended to ``cands``. ``nums`` is int64 ``[n_touched, n_cands, cap, max_count]`` (the
+    largest collision count so far), updated in place; ``reached[c]`` (int64, length l + 1)
+    counts the ids that have reached c collisions, for c from ``floor`` to l (see
+    :func:`safe_tables`).
+
+    Returns
+    -------
+    status, t : int
+        DONE: every side is scanned. NEED_PAGES: side s of table t needs leaves that were not
+        planned (plan again from t). NEED_DIR: a right side of table t needs the next
+        directory node (load it, call again from t). CAP_REACHED: nums[1] reached nums[2].
+        A third value is the side (NEED_PAGES) or the directory node to load (NEED_DIR).
+    """
+    n_touched = nums[N_TOUCHED]
+    n_cands = nums[N_CANDS]
+    cap = nums[CAP]
+    l16 = np.uint16(l)
+    max_count = np.uint16(nums[MAX_COUNT])
+    floor16 = np.uint16(floor)
+    for t in range(t_start, t_stop):
+        q = qproj[t]
+        nl = tinfo[t, N_LEAVES]
+        for s in range(2):
+            page = pages[s, t]
+            run_row = -1
+            status = DONE
+            extra = 0
+            p = state[s, t, POS]
+            while True:
+                count = state[s, t, COUNT]
+                kmin = keyfmt[s, t, 0]
+                step = keyfmt[s, t, 1]
+                kmax = keyfmt[s, t, 2]
+                # The entries to take are a contiguous run from p: find its end by binary search
+                # on the sorted leaf keys, then count collisions without decoding keys.
+                if s == 0:
+                    lo, hi = 0, p + 1  # first j in [0, p] with q - key_j <= half_width
+                    while lo < hi:
+                        mid = (lo + hi) >> 1
+                        if q - leaf_key(page, kmin, step, kmax, mid) <= half_width:
+                            hi = mid
+                        else:
+                            lo = mid + 1
+                    stop = lo - 1
+                    step_dir = -1
+                else:
+                    lo, hi = p, count  # first j in [p, count) with key_j - q > half_width
+                    while lo < hi:
+                        mid = (lo + hi) >> 1
+                        if leaf_key(page, kmin, step, kmax, mid) - q <= half_width:
+                            lo = mid + 1
+                        else:
+                            hi = mid
+                    stop = lo
+                    step_dir = 1
+                words, bit_base, mask = leaf_id_words(page, count, id_bits)
+                while p != stop:
+                    i = leaf_id_at(words, bit_base, id_bits, mask, p)
+                    c = counts[i] + np.uint16(1)
+                    counts[i] = c
+                    p += step_dir
+                    if c == np.uint16(1):
+                        touched[n_touched] = i
+                        n_touched += 1
+                    if c > max_count:
+                        max_count = c
+                    if floor16 <= c <= l16:  # each id reaches each count once
+                        reached[c] += 1
+                    if c == l16:
+                        cands[n_cands] = i
+                        n_cands += 1
+                        if n_cands >= cap:
+                            status = CAP_REACHED
+                            break
+                if status != DONE or 0 <= p < count:
+                    break  # the cap, or the bucket's edge inside this leaf
+                # The leaf is used up: enter the neighbour if the bucket reaches it.
+                j = state[s, t, LEAF]
+                if s == 0:
+                    if j == 0:
+                        break
+                    nxt = j - 1
+                else:
+                    if j == nl - 1:
+                        break
+                    held, key = _dir_key(dkeys, state, tinfo, 1, t, j + 1)
+                    if not held:
+                        status = NEED_DIR
+                        extra = (j + 1) // tinfo[t, FANOUT]
+                        break
+                    if key - q > half_width:
+                        break
+                    nxt = j + 1
+                if slots[s, t, 1] == 0:
+                    status = NEED_PAGES
+                    extra = s
+                    break
+                if s == 0:
+                    run_row = slots[s, t, 0] + slots[s, t, 1] - 1
+                else:
+                    run_row = slots[s, t, 0]
+                    slots[s, t, 0] += 1
+                slots[s, t, 1] -= 1
+                page = run_buf[run_row]
+                _enter(page, state, keyfmt, s, t, nxt)
+                p = state[s, t, POS]
+            state[s, t, POS] = p
+            if run_row >= 0:
+                pages[s, t, :] = run_buf[run_row]
+            if status != DONE:
+                break
+        if status != DONE:
+            break
+    nums[N_TOUCHED] = n_touched
+    nums[N_CANDS] = n_cands
+    nums[MAX_COUNT] = max_count
+    if status != DONE:
+        return status, t, extra
+    return DONE, t_stop, 0
+
+
+@numba.njit(cache=True, nogil=True)
+def safe_tables(nums, l, max_tables, reached, floor):
+    """How many more tables (<= max_tables) can be scanned whole with fewer new candidates
+    than the ``cap - n_cands`` still allowed, so that their leaves can be read ahead.
+
+    An id gains at most one collision per table, so g tables can only promote ids that
+    already have l - g collisions or more: none while the largest count is below l - g, and
+    for l - g >= ``floor`` at most ``reached[l - g] - n_cands`` of them.
+    """
+    g = min(max(l - 1 - nums[MAX_COUNT], 0), max_tables)
+    room = nums[CAP] - nums[N_CANDS]
+    while g < max_tables and l - g - 1 >= floor and reached[l - g - 1] - nums[N_CANDS] < room:
+        g += 1
+    return g
+
+
+@numba.njit(cache=True, nogil=True)
+def place_cursors(pages, state, keyfmt, qproj, leaves):
+    """Position both cursors of every table around qproj[t], in the leaf loaded as pages[0, t]
+    (index ``leaves[t]`` in its tree; copied to pages[1, t]): left at the last key < qproj[t],
+    right at the first key >= it."""
+    m = qproj.shape[0]
+    for t in range(m):
+        pages[1, t, :] = pages[0, t, :]
+        count, _, _, kmin, step, kmax, _ = leaf_header(pages[0, t])
+        p = leaf_search_ge(pages[0, t], qproj[t])
+        for s in range(2):
+            state[s, t, POS] = p - 1 if s == 0 else p
+            state[s, t, COUNT] = count
+            state[s, t, LEAF] = leaves[t]
+            keyfmt[s, t, 0] = kmin
+            keyfmt[s, t, 1] = step
+            keyfmt[s, t, 2] = kmax
+
+
+@numba.njit(cache=True, nogil=True)
+def load_dir(node_page, dkeys, state, s, t, node):
+    """Hold directory node ``node`` (an inner node page) for side s of table t (both sides if
+    s < 0)."""
+    c = inner_count(node_page)
+    for side in range(2):
+        if s < 0 or side == s:
+            for i in range(c):
+                dkeys[side, t, i] = inner_key(node_page, i)
+            state[side, t, DIR_NODE] = node
+
+
+@numba.njit(cache=True, nogil=True)
+def hold_dirs(node_buf, node_pages, dkeys, state, tinfo):
+    """Hold the inner node ``node_buf[t]`` (page ``node_pages[t]``, just above the leaves) as both
+    sides' directory node of every table t."""
+    for t in range(node_pages.shape[0]):
+        load_dir(node_buf[t], dkeys, state, -1, t, node_pages[t] - tinfo[t, FIRST_DIR])
+
+
+@numba.njit(cache=True, nogil=True)
+def median_head_distance(pages, state, keyfmt, dkeys, tinfo, qproj):
+    """Median of |key - qproj[t]| over the cursor heads that exist (at most 2m); -1 if none.
+
+    A cursor's head is the next entry it would take: in its leaf, or for a right cursor at
+    the end of its leaf the first key of the next leaf (from the directory node). QALSH's
+    radius update (authors' code) jumps to the radius whose bucket reaches this median,
+    skipping rounds that would find nothing new.
+    """
+    m = qproj.shape[0]
+    buf = np.empty(2 * m, dtype=np.float64)
+    k = 0
+    for t in range(m):
+        for s in range(2):
+            p = state[s, t, POS]
+            if 0 <= p < state[s, t, COUNT]:
+                key = leaf_key(pages[s, t], keyfmt[s, t, 0], keyfmt[s, t, 1], keyfmt[s, t, 2], p)
+                buf[k] = abs(key - qproj[t])
+                k += 1
+            elif s == 1 and p >= 0 and state[s, t, LEAF] + 1 < tinfo[t, N_LEAVES]:
+                held, key = _dir_key(dkeys, state, tinfo, 1, t, state[s, t, LEAF] + 1)
+                if held:
+                    buf[k] = abs(key - qproj[t])
+                    k += 1
+    if k == 0:
+        return -1.0
+    srt = np.sort(buf[:k])
+    if k % 2 == 0:
+        return 0.5 * (srt[k // 2 - 1] + srt[k // 2])
+    return srt[k // 2]
+
+
+@numba.njit(cache=True, nogil=True)
+def descend(node_pages, qproj, next_pages):
+    """One level of the root-to-leaf descent of every table: next_pages[t] is the child of inner
+    node page ``node_pages[t]`` where a search for qproj[t] goes; returns nothing."""
+    m = qproj.shape[0]
+    for t in range(m):
+        _, child = inner_child(node_pages[t], qproj[t])
+        next_pages[t] = child
+
+
+@numba.njit(cache=True, nogil=True)
+def reset_query(counts, touched, n_touched, slots):
+    """Zero the collision counts of the ids touched by one query, and the planned slots."""
+    for j in range(n_touched):
+        counts[touched[j]] = 0
+    slots[:] = 0

@@ -1,0 +1,103 @@
+"""Scan helpers of storage: word-wise id reads, inner-node descent, multi-run page reads."""
+
+import numpy as np
+import pytest
+
+from storage.btree import BPlusTree, BulkLoader, leaf_capacity
+from storage.errors import CorruptPageError
+from storage.iostats import IOCounter
+from storage.leaf_codec import (LEAF_ENTRIES_OFFSET, encode_leaf, inner_child, leaf_id,
+                                leaf_id_at, leaf_id_words, leaf_key_step)
+from storage.page_file import PageFile
+
+
+@pytest.mark.parametrize("id_bits", [1, 3, 8, 13, 16, 17, 24, 31, 32])
+def test_leaf_id_at_reads_the_same_ids_as_leaf_id(id_bits):
+    payload_size = 4088
+    c = leaf_capacity(payload_size, id_bits)
+    rng = np.random.default_rng(id_bits)
+    ids = rng.integers(0, 1 << id_bits, c, dtype=np.uint64).astype(np.uint32)
+    keys = np.sort(rng.normal(size=c).astype(np.float32))
+    page = np.zeros(4096, dtype=np.uint8)  # a page buffer row: payload, then the trailer
+    payload = page[:payload_size]
+    encode_leaf(keys, ids, id_bits, leaf_key_step(keys[0], keys[-1]), payload)
+    words, bit_base, mask = leaf_id_words(page, c, id_bits)
+    assert bit_base == 8 * (LEAF_ENTRIES_OFFSET + 2 * c)
+    got = np.array([leaf_id_at(words, bit_base, id_bits, mask, j) for j in range(c)])
+    np.testing.assert_array_equal(got, ids)
+    np.testing.assert_array_equal(got, [leaf_id(payload, c, id_bits, j) for j in range(c)])
+
+
+@pytest.fixture
+def tall_tree(tmp_path):
+    """A 3-level tree of 20,000 keys on 512-byte pages, with duplicate keys."""
+    counter = IOCounter()
+    pf = PageFile.create(tmp_path / "t.pages", kind="btree", page_size=512, counter=counter)
+    keys = np.sort(np.random.default_rng(1).normal(size=20000).astype(np.float32))
+    keys[5000:5400] = keys[5000]
+    loader = BulkLoader(pf, id_bits=15)
+    loader.add(keys, np.arange(20000, dtype=np.uint32))
+    info = loader.finish()
+    pf.finalize()
+    pf.close()
+    pf = PageFile.open(tmp_path / "t.pages", counter=counter)
+    yield BPlusTree(pf, info), keys, counter
+    pf.close()
+
+
+def test_inner_child_descends_as_find_leaf(tall_tree):
+    tree, keys, _ = tall_tree
+    assert tree.info.height == 3
+    first, fanout = tree.leaf_parents()
+    probes = np.concatenate([keys[::97], [keys[0] - 1, keys[-1] + 1, keys[5000]]])
+    buf = np.zeros((1, 512), dtype=np.uint8)
+    for key in probes:
+        page = tree.info.root_page
+        for _ in range(tree.info.height - 1):
+            tree.page_file.read_runs_into([page], [1], buf)
+            _, page = inner_child(buf[0], np.float64(key))
+        assert page == tree.find_leaf(key)
+        leaf = page - tree.info.first_leaf
+        # The parent of leaf i is page first + i // fanout, as leaf_parents() says.
+        tree.page_file.read_runs_into([first + leaf // fanout], [1], buf)
+        kmin = buf[0, 8 + 4 * (leaf % fanout):12 + 4 * (leaf % fanout)].view(np.float32)[0]
+        assert kmin == tree.read_leaf(page)[0][0]
+
+
+def test_read_runs_into_counts_each_run_as_one_seek_at_most(tall_tree):
+    tree, _, counter = tall_tree
+    pf = tree.page_file
+    out = np.zeros((10, 512), dtype=np.uint8)
+    before = counter.snapshot()
+    counter.reset_head()
+    pf.read_runs_into([3, 6, 9], [3, 3, 1], out)  # 3..5, 6..8 (right after: no seek), 9
+    d = counter.snapshot().delta(before)
+    assert (d.page_reads, d.seeks, d.bytes_read) == (7, 1, 7 * 512)
+    pf.read_runs_into([2, 20], [1, 2], out)  # 2 (seek), 20..21 (seek)
+    d = counter.snapshot().delta(before)
+    assert (d.page_reads, d.seeks) == (10, 3)
+    single = np.zeros(512, dtype=np.uint8)
+    pf.read_page_into(21, single)
+    np.testing.assert_array_equal(out[2], single)
+
+
+def test_read_runs_into_rejects_bad_runs_and_damaged_pages(tall_tree, tmp_path):
+    tree, _, _ = tall_tree
+    pf = tree.page_file
+    out = np.zeros((2, 512), dtype=np.uint8)
+    with pytest.raises(IndexError, match="outside"):
+        pf.read_runs_into([pf.page_count - 1], [2], out)
+    with pytest.raises(ValueError, match="too few"):
+        pf.read_runs_into([1], [3], out)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        pf.read_runs_into([1], [1], np.zeros((2, 256), dtype=np.uint8))
+    path = pf.path
+    with open(path, "r+b") as f:
+        f.seek(4 * 512 + 100)
+        f.write(b"\xff")
+    damaged = PageFile.open(path)
+    try:
+        with pytest.raises(CorruptPageError, match="page 4 fails its CRC32"):
+            damaged.read_runs_into([3], [2], out)
+    finally:
+        damaged.close()
