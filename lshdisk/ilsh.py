@@ -58,6 +58,10 @@ class ILSHSearcher(QALSHSearcher):
         self._heap_d = np.full(2 * self.m + 1, np.inf, dtype=np.float64)
         self._heap_c = np.zeros(2 * self.m + 1, dtype=np.int64)
 
+    def _touched_capacity(self):
+        """The incremental walk lists every id it touches."""
+        return self.n
+
     def search_one(self, q, k):
         """Search one query; see :meth:`lshdisk.qalsh.QALSHSearcher.search_one`."""
         p = self.params

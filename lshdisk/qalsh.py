@@ -182,8 +182,8 @@ class QALSHSearcher:
     -----
     Memory per open searcher: 2 m pages for the cursors, 2 m inner-node key arrays (8 bytes
     per child, 8 KiB per cursor at 4 KiB pages), a read-ahead buffer of ``RUN_BUFFER_BYTES``
-    (1 MiB), and 10 bytes per data point for the collision counts (uint16) and the list of
-    points touched by a query (int64).
+    (1 MiB), and 3 bytes per data point: the collision counts (uint16) and the list of the
+    first n / 8 points touched by a query (int64).
     """
 
     def __init__(self, open_file, meta, arrays, params, vectors):
@@ -203,7 +203,7 @@ class QALSHSearcher:
         self._keyfmt = np.zeros((2, m, 3), dtype=np.float64)
         self._qproj = np.empty(m, dtype=np.float64)
         self._counts = np.zeros(self.n, dtype=np.uint16)
-        self._touched = np.empty(self.n + 1, dtype=np.int64)  # + 1: the scan's branch-free append
+        self._touched = np.empty(self._touched_capacity(), dtype=np.int64)
         # Round scans (see lshdisk._kernels.qalsh_rounds).
         heights = {tree.info.height for tree in self.trees}
         if len(heights) != 1:
@@ -220,6 +220,11 @@ class QALSHSearcher:
         self._run_buf = np.zeros((self._run_pages, ps), dtype=np.uint8)
         self._node_buf = np.zeros((m, ps), dtype=np.uint8)
         self._ones = np.ones(m, dtype=np.int64)
+
+    def _touched_capacity(self):
+        """Length of the list of ids a query touched. Past n / 8 ids the scan stops listing
+        them: zeroing every count (2 n bytes) is then cheaper than zeroing them one by one."""
+        return max(64, self.n // 8)
 
     def describe(self):
         """The index structure, for ``lshdisk info``."""

@@ -161,8 +161,11 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
     ``|key - qproj[t]| <= half_width``, entering planned leaves from ``run_buf``.
 
     Each entry taken gives its id one more collision; at exactly ``l`` collisions the id is
-    appended to ``cands``. ``nums`` is int64 ``[n_touched, n_cands, cap, max_count]`` (the
-    largest collision count so far), updated in place; ``reached[c]`` (int64, length l + 1)
+    appended to ``cands``. An id's first collision appends it to ``touched`` while that list
+    has room; once it is full the ids are no longer listed (zeroing every count then costs
+    less than zeroing them one by one: see :func:`reset_query`). ``nums`` is int64
+    ``[n_touched, n_cands, cap, max_count]`` (the largest collision count so far), updated
+    in place; ``reached[c]`` (int64, length l + 1)
     counts the ids that have reached c collisions, for c from ``floor`` to l (see
     :func:`safe_tables`).
 
@@ -180,6 +183,10 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
     l16 = np.uint16(l)
     max_count = np.uint16(nums[MAX_COUNT])
     floor16 = np.uint16(floor)
+    # Every count above ``watch`` takes the branch that keeps max_count and reached exact;
+    # below it (nearly every entry) the loop only counts.
+    watch = min(max_count, floor16 - np.uint16(1))
+    track_limit = touched.shape[0]
     for t in range(t_start, t_stop):
         q = qproj[t]
         nl = tinfo[t, N_LEAVES]
@@ -222,19 +229,22 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
                     c = counts[i] + np.uint16(1)
                     counts[i] = c
                     p += step_dir
-                    if c == np.uint16(1):
-                        touched[n_touched] = i
-                        n_touched += 1
-                    if c > max_count:
-                        max_count = c
-                    if floor16 <= c <= l16:  # each id reaches each count once
-                        reached[c] += 1
-                    if c == l16:
-                        cands[n_cands] = i
-                        n_cands += 1
-                        if n_cands >= cap:
-                            status = CAP_REACHED
-                            break
+                    if n_touched < track_limit:  # until the list is full (then reset zeroes all)
+                        if c == np.uint16(1):
+                            touched[n_touched] = i
+                            n_touched += 1
+                    if c > watch:  # rare: a new largest count, or a count from floor on
+                        if c > max_count:
+                            max_count = c
+                        if floor16 <= c <= l16:  # each id reaches each count once
+                            reached[c] += 1
+                            if c == l16:
+                                cands[n_cands] = i
+                                n_cands += 1
+                                if n_cands >= cap:
+                                    status = CAP_REACHED
+                                    break
+                        watch = min(max_count, floor16 - np.uint16(1))
                 if status != DONE or 0 <= p < count:
                     break  # the cap, or the bucket's edge inside this leaf
                 # The leaf is used up: enter the neighbour if the bucket reaches it.
@@ -381,7 +391,14 @@ def descend(node_pages, qproj, next_pages):
 
 @numba.njit(cache=True, nogil=True)
 def reset_query(counts, touched, n_touched, slots):
-    """Zero the collision counts of the ids touched by one query, and the planned slots."""
-    for j in range(n_touched):
-        counts[touched[j]] = 0
+    """Zero the collision counts of one query's ids and the planned slots.
+
+    The ids are ``touched[:n_touched]``; a full list (``n_touched == len(touched)``) means the
+    scan stopped listing them, and every count is zeroed.
+    """
+    if n_touched >= touched.shape[0]:
+        counts[:] = 0
+    else:
+        for j in range(n_touched):
+            counts[touched[j]] = 0
     slots[:] = 0

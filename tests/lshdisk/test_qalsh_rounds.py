@@ -135,3 +135,21 @@ def test_safe_tables_counts_only_ids_that_can_still_reach_l():
     assert safe_tables(_nums(2, 3, 10), l, 20, reached, floor) == 0  # room 1: 3-2 >= 1
     # Below the tracked floor no bound is known: stop there.
     assert safe_tables(_nums(2, 1000, 10), l, 20, reached, floor) == l - floor
+
+
+@pytest.mark.parametrize("capacity", [1, 64, N_TALL])
+def test_counts_are_zero_after_each_query_whether_or_not_touched_ids_overflow(tall, capacity):
+    """The scan lists the ids it touches until the list is full, then the reset zeroes every
+    count: either way the next query starts from zero and gets the same answers."""
+    x, q, path = tall
+    with lshdisk.open(path) as index:
+        D0, I0, s0 = index.search(q, K, return_stats=True)
+    with lshdisk.open(path) as index:
+        searcher = index._searcher
+        searcher._touched = np.empty(capacity, dtype=np.int64)
+        for i in range(q.shape[0]):
+            D, I, st = index.search(q[i], K, return_stats=True)
+            assert not searcher._counts.any()
+            np.testing.assert_array_equal(I, I0[i:i + 1])
+            np.testing.assert_array_equal(D, D0[i:i + 1])
+            assert st.page_reads[0] == s0.page_reads[i]
