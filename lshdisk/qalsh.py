@@ -182,8 +182,8 @@ class QALSHSearcher:
     -----
     Memory per open searcher: 2 m pages for the cursors, 2 m inner-node key arrays (8 bytes
     per child, 8 KiB per cursor at 4 KiB pages), a read-ahead buffer of ``RUN_BUFFER_BYTES``
-    (1 MiB), and 3 bytes per data point: the collision counts (uint16) and the list of the
-    first n / 8 points touched by a query (int64).
+    (1 MiB), and 2 to 3 bytes per data point: the collision counts (uint8, uint16 if
+    m > 255) and the list of the first n / 8 points touched by a query (int64).
     """
 
     def __init__(self, open_file, meta, arrays, params, vectors):
@@ -202,7 +202,9 @@ class QALSHSearcher:
         self._state = np.zeros((2, m, 4), dtype=np.int64)
         self._keyfmt = np.zeros((2, m, 3), dtype=np.float64)
         self._qproj = np.empty(m, dtype=np.float64)
-        self._counts = np.zeros(self.n, dtype=np.uint16)
+        # A point collides at most once per table: uint8 counts when m <= 255 (half the
+        # cache footprint of uint16 in the scan's random count updates).
+        self._counts = np.zeros(self.n, dtype=np.uint8 if self.m <= 255 else np.uint16)
         self._touched = np.empty(self._touched_capacity(), dtype=np.int64)
         # Round scans (see lshdisk._kernels.qalsh_rounds).
         heights = {tree.info.height for tree in self.trees}

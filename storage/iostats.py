@@ -97,6 +97,24 @@ class IOCounter:
         self._head_file = file_id
         self._head_page = first_page + n_pages - 1
 
+    def record_runs(self, file_id, first_pages, n_pages, page_size):
+        """Count runs of consecutive pages read one after another, as :meth:`record_run` each.
+
+        ``first_pages`` and ``n_pages`` are lists of int (``n_pages`` entries >= 1).
+        """
+        head_file, head_page = self._head_file, self._head_page
+        seeks = 0
+        total = 0
+        for first, count in zip(first_pages, n_pages):
+            if file_id != head_file or first != head_page + 1:
+                seeks += 1
+            head_file, head_page = file_id, first + count - 1
+            total += count
+        self.page_reads += total
+        self.bytes_read += total * page_size
+        self.seeks += seeks
+        self._head_file, self._head_page = head_file, head_page
+
     def record_hit(self):
         """Count one page access served by the buffer pool (no device access)."""
         self.cache_hits += 1

@@ -29,6 +29,11 @@ __all__ = ["PageFile"]
 
 _U32 = struct.Struct("<I")
 _TRAILER = struct.Struct("<II")  # page number, CRC32
+
+
+def _int_list(values):
+    """A list of Python ints from an integer ndarray or any sequence of ints."""
+    return values.tolist() if isinstance(values, np.ndarray) else [int(v) for v in values]
 _WRITE_BUFFER_BYTES = 4 << 20
 
 
@@ -388,29 +393,58 @@ class PageFile:
                     self.read_page_into(int(first) + i, out[row])
                     row += 1
             return
+        firsts, counts = _int_list(first_pages), _int_list(n_pages)
+        if len(firsts) != len(counts):
+            raise ValueError(f"first_pages and n_pages differ in length ({len(firsts)} and "
+                             f"{len(counts)})")
         flushed = self._flushed_pages
-        view = memoryview(out).cast("B")
-        unpack, record = _TRAILER.unpack_from, self.counter.record_run
-        file_id = self.file_id
-        off = 0
-        for first, count in zip(first_pages, n_pages):
-            first, count = int(first), int(count)
+        for first, count in zip(firsts, counts):
             if count < 1 or first < 0 or first + count > flushed:
                 raise IndexError(f"pages {first}..{first + count - 1} are outside {self.path} "
                                  f"({flushed} pages)")
-            n_bytes = ps * count
-            if off + n_bytes > len(view):
-                raise ValueError(f"out has {out.shape[0]} rows, too few for the runs")
-            got = os.preadv(fd, [view[off:off + n_bytes]], first * ps)
-            if got != n_bytes:
-                raise CorruptPageError(f"{self.path}: pages {first}..{first + count - 1} are short "
-                                       f"({got} of {n_bytes} bytes)")
-            for i in range(count):  # the checks of _verify, inlined; _verify words the error
-                stored_no, stored_crc = unpack(view, off + ps - 8)
-                if stored_no != first + i or crc32(view[off:off + ps - 4]) != stored_crc:
-                    self._verify(view[off:off + ps], first + i)
-                off += ps
-            record(file_id, first, count, n_bytes)
+        if sum(counts) > out.shape[0]:
+            raise ValueError(f"out has {out.shape[0]} rows, too few for the runs "
+                             f"({sum(counts)} pages)")
+        view = memoryview(out).cast("B")
+        preadv = os.preadv
+        off = 0
+        n_read = 0  # runs read whole
+        try:
+            for first, count in zip(firsts, counts):
+                n_bytes = ps * count
+                got = preadv(fd, [view[off:off + n_bytes]], first * ps)
+                if got != n_bytes:
+                    raise CorruptPageError(f"{self.path}: pages {first}..{first + count - 1} are "
+                                           f"short ({got} of {n_bytes} bytes)")
+                off += n_bytes
+                n_read += 1
+        finally:
+            n_good = self._verify_rows(out, firsts[:n_read], counts[:n_read])
+            self.counter.record_runs(self.file_id, firsts[:n_good], counts[:n_good], ps)
+        if n_good < n_read:  # a page of run n_good is damaged: _verify words the error
+            row = sum(counts[:n_good])
+            for i in range(counts[n_good]):
+                self._verify(view[(row + i) * ps:(row + i + 1) * ps], firsts[n_good] + i)
+
+    def _verify_rows(self, out, firsts, counts):
+        """Check the trailers of the pages of runs read into consecutive rows of ``out``;
+        return how many runs from the first pass (all of them unless a page is damaged)."""
+        ps = self.page_size
+        n_rows = sum(counts)
+        if n_rows == 0:
+            return 0
+        words = out[:n_rows].view("<u4")
+        stored_no = words[:, (ps - 8) // 4].tolist()
+        stored_crc = words[:, (ps - 4) // 4].tolist()
+        view = memoryview(out).cast("B")
+        row = 0
+        for r, (first, count) in enumerate(zip(firsts, counts)):
+            for page_no in range(first, first + count):
+                off = row * ps
+                if stored_no[row] != page_no or crc32(view[off:off + ps - 4]) != stored_crc[row]:
+                    return r
+                row += 1
+        return len(firsts)
 
     # ------------------------------------------------------------------ lifetime
     def _check_writable(self):

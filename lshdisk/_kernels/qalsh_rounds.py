@@ -160,7 +160,8 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
     """Collision counting over tables t_start .. t_stop - 1 (left side, then right) for
     ``|key - qproj[t]| <= half_width``, entering planned leaves from ``run_buf``.
 
-    Each entry taken gives its id one more collision; at exactly ``l`` collisions the id is
+    ``counts`` (uint8 or uint16, one per point; the type must hold m) gives each point's
+    collision count. Each entry taken gives its id one more collision; at exactly ``l`` collisions the id is
     appended to ``cands``. An id's first collision appends it to ``touched`` while that list
     has room; once it is full the ids are no longer listed (zeroing every count then costs
     less than zeroing them one by one: see :func:`reset_query`). ``nums`` is int64
@@ -180,12 +181,13 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
     n_touched = nums[N_TOUCHED]
     n_cands = nums[N_CANDS]
     cap = nums[CAP]
-    l16 = np.uint16(l)
-    max_count = np.uint16(nums[MAX_COUNT])
-    floor16 = np.uint16(floor)
+    one = counts.dtype.type(1)  # count arithmetic in the counts' own unsigned type
+    l_c = counts.dtype.type(l)
+    max_count = counts.dtype.type(nums[MAX_COUNT])
+    floor_c = counts.dtype.type(floor)
     # Every count above ``watch`` takes the branch that keeps max_count and reached exact;
     # below it (nearly every entry) the loop only counts.
-    watch = min(max_count, floor16 - np.uint16(1))
+    watch = min(max_count, floor_c - one)
     track_limit = touched.shape[0]
     for t in range(t_start, t_stop):
         q = qproj[t]
@@ -226,25 +228,25 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
                 words, bit_base, mask = leaf_id_words(page, count, id_bits)
                 while p != stop:
                     i = leaf_id_at(words, bit_base, id_bits, mask, p)
-                    c = counts[i] + np.uint16(1)
+                    c = counts[i] + one
                     counts[i] = c
                     p += step_dir
                     if n_touched < track_limit:  # until the list is full (then reset zeroes all)
-                        if c == np.uint16(1):
+                        if c == one:
                             touched[n_touched] = i
                             n_touched += 1
                     if c > watch:  # rare: a new largest count, or a count from floor on
                         if c > max_count:
                             max_count = c
-                        if floor16 <= c <= l16:  # each id reaches each count once
+                        if floor_c <= c <= l_c:  # each id reaches each count once
                             reached[c] += 1
-                            if c == l16:
+                            if c == l_c:
                                 cands[n_cands] = i
                                 n_cands += 1
                                 if n_cands >= cap:
                                     status = CAP_REACHED
                                     break
-                        watch = min(max_count, floor16 - np.uint16(1))
+                        watch = min(max_count, floor_c - one)
                 if status != DONE or 0 <= p < count:
                     break  # the cap, or the bucket's edge inside this leaf
                 # The leaf is used up: enter the neighbour if the bucket reaches it.

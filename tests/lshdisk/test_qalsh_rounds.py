@@ -153,3 +153,17 @@ def test_counts_are_zero_after_each_query_whether_or_not_touched_ids_overflow(ta
             np.testing.assert_array_equal(I, I0[i:i + 1])
             np.testing.assert_array_equal(D, D0[i:i + 1])
             assert st.page_reads[0] == s0.page_reads[i]
+
+
+def test_uint16_counts_give_the_same_search_as_uint8(tall):
+    """Counts are uint8 when m <= 255 (a point collides once per table at most), else uint16:
+    the scan gives the same answers and page reads with either."""
+    x, q, path = tall
+    with lshdisk.open(path) as index:
+        assert index._searcher._counts.dtype == np.uint8
+        D0, I0, s0 = index.search(q, K, return_stats=True)
+        index._searcher._counts = np.zeros(x.shape[0], dtype=np.uint16)
+        D1, I1, s1 = index.search(q, K, return_stats=True)
+    np.testing.assert_array_equal(I0, I1)
+    np.testing.assert_array_equal(D0, D1)
+    np.testing.assert_array_equal(s0.page_reads, s1.page_reads)

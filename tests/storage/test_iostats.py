@@ -203,3 +203,25 @@ def test_iostats_close_without_finalize_counts_the_flushed_pages(tmp_path):
     pf.append_page(b"b")
     pf.close()
     assert counter.snapshot() == IOStats(page_writes=3, bytes_written=3 * 512)
+
+
+def test_record_runs_counts_as_record_run_one_run_after_another():
+    rng = np.random.default_rng(3)
+    for trial in range(50):
+        n_runs = int(rng.integers(0, 12))
+        firsts = rng.integers(0, 40, n_runs).tolist()
+        counts = rng.integers(1, 4, n_runs).tolist()
+        # Make some runs start right after the previous one (no seek).
+        for r in range(1, n_runs):
+            if rng.random() < 0.4:
+                firsts[r] = firsts[r - 1] + counts[r - 1]
+        one, many = IOCounter(), IOCounter()
+        for c in (one, many):  # a head left on page 9 of file 1 by an earlier read
+            c.record_read(1, 9, 512)
+        for f, n in zip(firsts, counts):
+            one.record_run(1, f, n, n * 512)
+        many.record_runs(1, firsts, counts, 512)
+        assert one.snapshot() == many.snapshot(), (firsts, counts)
+        one.record_read(1, 0, 512)
+        many.record_read(1, 0, 512)
+        assert one.snapshot() == many.snapshot(), "the head ended in a different place"

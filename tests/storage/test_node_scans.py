@@ -99,5 +99,30 @@ def test_read_runs_into_rejects_bad_runs_and_damaged_pages(tall_tree, tmp_path):
     try:
         with pytest.raises(CorruptPageError, match="page 4 fails its CRC32"):
             damaged.read_runs_into([3], [2], out)
+        # The run before the damaged one was read whole and is counted; the damaged one is not.
+        before = damaged.counter.snapshot()
+        with pytest.raises(CorruptPageError, match="page 4 fails its CRC32"):
+            damaged.read_runs_into(np.array([1, 3]), np.array([1, 2]), np.zeros((3, 512), np.uint8))
+        assert damaged.counter.snapshot().delta(before).page_reads == 1
+    finally:
+        damaged.close()
+
+
+def test_read_runs_into_rejects_a_page_that_holds_another_page(tall_tree, tmp_path):
+    tree, _, _ = tall_tree
+    pf = tree.page_file
+    path = pf.path
+    with open(path, "r+b") as f:  # page 6 gets a copy of page 5 (a valid page, wrong place)
+        f.seek(5 * 512)
+        page5 = f.read(512)
+        f.seek(6 * 512)
+        f.write(page5)
+    damaged = PageFile.open(path)
+    try:
+        out = np.zeros((3, 512), dtype=np.uint8)
+        with pytest.raises(CorruptPageError, match="page 6 holds the content of page 5"):
+            damaged.read_runs_into([4], [3], out)
+        with pytest.raises(ValueError, match="differ in length"):
+            damaged.read_runs_into([4, 5], [1], out)
     finally:
         damaged.close()
