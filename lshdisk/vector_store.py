@@ -13,7 +13,7 @@ import json
 import numpy as np
 
 from storage import PageFile
-from ._kernels.distance import sqdist_rows
+from ._kernels.distance import plan_point_pages, sqdist_rows, sqdist_slots
 
 __all__ = ["VectorStoreWriter", "VectorStore", "VECTORS_KIND"]
 
@@ -104,6 +104,8 @@ class VectorStore:
         self.points_per_page = header["points_per_page"]
         self.pages_per_point = header["pages_per_point"]
         self.row_bytes = self.d * self.dtype.itemsize
+        self._plan = np.empty((4, 16), dtype=np.int64)  # sq_distances: pages to read per id
+        self._pages = np.empty((0, page_file.page_size), dtype=np.uint8)
 
     def fetch(self, ids):
         """Rows for ``ids`` (int64 (c,), any order) as ndarray (c, d) of the store's dtype.
@@ -149,8 +151,39 @@ class VectorStore:
         return out
 
     def sq_distances(self, ids, q):
-        """Squared Euclidean distances (float64 (c,)) from query ``q`` (float64 (d,)) to ``ids``."""
-        rows = self.fetch(ids)
-        out = np.empty(rows.shape[0], dtype=np.float64)
-        sqdist_rows(rows, q, out)
+        """Squared Euclidean distances from query ``q`` to points ``ids``.
+
+        The distinct pages of the points are read once each, in ascending page order, as runs
+        of consecutive pages (counted as :meth:`fetch` counts them).
+
+        Parameters
+        ----------
+        ids : ndarray of int64, shape (c,)
+            Point ids in ``[0, n)``, any order, repeats allowed.
+        q : ndarray of float64, shape (d,)
+
+        Returns
+        -------
+        ndarray of float64, shape (c,)
+        """
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        out = np.empty(ids.shape[0], dtype=np.float64)
+        if self.pages_per_point > 1 or ids.shape[0] == 0:
+            rows = self.fetch(ids)
+            sqdist_rows(rows, q, out)
+            return out
+        c = ids.shape[0]
+        if self._plan.shape[1] < c:
+            self._plan = np.empty((4, max(c, 2 * self._plan.shape[1])), dtype=np.int64)
+        row_of, slot_of, firsts, n_pages = self._plan[:, :c]
+        n_runs = plan_point_pages(ids, self.points_per_page, row_of, slot_of, firsts, n_pages)
+        n_rows = int(row_of.max()) + 1
+        if self._pages.shape[0] < n_rows:
+            self._pages = np.empty((max(n_rows, 2 * self._pages.shape[0]), self.page_file.page_size),
+                                   dtype=np.uint8)
+        self.page_file.read_runs_into(firsts[:n_runs], n_pages[:n_runs], self._pages)
+        used = self.points_per_page * self.row_bytes
+        blocks = self._pages[:n_rows, :used].view(self.dtype).reshape(
+            n_rows, self.points_per_page, self.d)
+        sqdist_slots(blocks, row_of, slot_of, q, out)
         return out

@@ -131,7 +131,14 @@ def test_vector_store_io_counts_hand_computed(tmp_path):
         counter.reset_head()
         before = counter.snapshot()
         np.testing.assert_array_equal(store.fetch(np.array(ids)), x[ids])
-        return counter.snapshot().delta(before)
+        fetched = counter.snapshot().delta(before)
+        counter.reset_head()
+        before = counter.snapshot()
+        q = np.linspace(-1, 1, 10)
+        want = ((x[ids].astype(np.float64) - q) ** 2).sum(axis=1)
+        np.testing.assert_allclose(store.sq_distances(np.array(ids, dtype=np.int64), q), want)
+        assert counter.snapshot().delta(before) == fetched, "sq_distances reads as fetch does"
+        return fetched
 
     io = io_of([102, 0, 150])  # pages 2, 1, 2 -> read 1 then 2: adjacent, one seek
     assert (io.page_reads, io.seeks) == (2, 1)
