@@ -223,6 +223,10 @@ class LoggingCounter(IOCounter):
         self.log.append((file_id, first_page, n_pages))
         super().record_run(file_id, first_page, n_pages, n_bytes)
 
+    def record_runs(self, file_id, first_pages, n_pages, page_size):
+        self.log.extend((file_id, f, n) for f, n in zip(first_pages, n_pages))
+        super().record_runs(file_id, first_pages, n_pages, page_size)
+
 
 #: 12 points on a line; a = 1, b* = (0, 0.5), u = w = 1, two entries per 512-byte page.
 HAND_X = np.array([0.1, 1.1, 1.6, 2.2, 2.3, 2.6, 2.8, 3.7, 4.2, 5.6, 6.1, 7.9], np.float32)
