@@ -34,8 +34,12 @@ Deviations
   where T2 could stop the search: tables are batched only while fewer than the remaining
   k + beta*n - candidates ids are within reach of l collisions, and near that point the
   leaves are read one at a time. Page reads are therefore exactly the leaves the cursors
-  enter (tested against the one-leaf-at-a-time walk). Candidates are verified after each
-  batch, their vector pages read in ascending page order.
+  enter (tested against the one-leaf-at-a-time walk).
+- Candidates are verified at the end of each round, where T1 is tested, or when T2 stops the
+  search: the distinct vector pages of the round's new candidates are read once each, in
+  ascending page order, as runs of consecutive pages. The authors' code reads a candidate's
+  vector as soon as it is found, so a page holding several candidates of a round may be read
+  more than once there. The answers are the same.
 - Trees of height >= 3: a rightward cursor that leaves the part of the tree under its held
   inner node reads the next one (one counted page); leftward cursors never read inner nodes
   for planning and take the leaves beyond their node one plan at a time.
@@ -339,17 +343,18 @@ class QALSHSearcher:
                                                          keyfmt, dkeys, tinfo, id_bits, qproj,
                                                          half_width, counts, l, touched,
                                                          cands, nums, reached, floor)
-                        n_cands = int(nums[1])
-                        if n_cands > n_verified:
-                            cand_sq[n_verified:n_cands] = self.vectors.sq_distances(
-                                cands[n_verified:n_cands], q64)
-                            n_verified = n_cands
                         if status != NEED_DIR:
                             break
                         self._load_dir(1, t_at, extra)
                     if status == CAP_REACHED:
                         break
                     t = t_stop if status == DONE else t_at
+                # Verify the round's new candidates (T1 is tested at the end of a round).
+                n_cands = int(nums[1])
+                if n_cands > n_verified:
+                    cand_sq[n_verified:n_cands] = self.vectors.sq_distances(
+                        cands[n_verified:n_cands], q64)
+                    n_verified = n_cands
                 if status == CAP_REACHED:
                     break
                 if n_verified >= k:
