@@ -155,6 +155,41 @@ def _enter(page, state, keyfmt, s, t, leaf):
 
 
 @numba.njit(cache=True, nogil=True)
+def _take(page, count, id_bits, p, stop, step_dir, counts, touched, n_touched, cands, n_cands,
+          cap, reached, max_count, watch, floor_c, l_c):
+    """Take the entries p, p + step_dir, ... up to ``stop`` (excluded) of a leaf page: the
+    collision counting loop of :func:`scan_sides` (a function of its own, so that the hot
+    loop is compiled apart from the cursor logic around it).
+
+    Returns (p, n_touched, n_cands, max_count, watch, cap_reached).
+    """
+    one = counts.dtype.type(1)
+    track_limit = touched.shape[0]
+    words, bit_base, mask = leaf_id_words(page, count, id_bits)
+    while p != stop:
+        i = leaf_id_at(words, bit_base, id_bits, mask, p)
+        c = counts[i] + one
+        counts[i] = c
+        p += step_dir
+        if n_touched < track_limit:  # until the list is full (then reset zeroes all)
+            if c == one:
+                touched[n_touched] = i
+                n_touched += 1
+        if c > watch:  # rare: a new largest count, or a count from floor on
+            if c > max_count:
+                max_count = c
+            if floor_c <= c <= l_c:  # each id reaches each count once
+                reached[c] += 1
+                if c == l_c:
+                    cands[n_cands] = i
+                    n_cands += 1
+                    if n_cands >= cap:
+                        return p, n_touched, n_cands, max_count, watch, True
+            watch = min(max_count, floor_c - one)
+    return p, n_touched, n_cands, max_count, watch, False
+
+
+@numba.njit(cache=True, nogil=True)
 def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tinfo, id_bits,
                qproj, half_width, counts, l, touched, cands, nums, reached, floor):
     """Collision counting over tables t_start .. t_stop - 1 (left side, then right) for
@@ -225,28 +260,11 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
                             hi = mid
                     stop = lo
                     step_dir = 1
-                words, bit_base, mask = leaf_id_words(page, count, id_bits)
-                while p != stop:
-                    i = leaf_id_at(words, bit_base, id_bits, mask, p)
-                    c = counts[i] + one
-                    counts[i] = c
-                    p += step_dir
-                    if n_touched < track_limit:  # until the list is full (then reset zeroes all)
-                        if c == one:
-                            touched[n_touched] = i
-                            n_touched += 1
-                    if c > watch:  # rare: a new largest count, or a count from floor on
-                        if c > max_count:
-                            max_count = c
-                        if floor_c <= c <= l_c:  # each id reaches each count once
-                            reached[c] += 1
-                            if c == l_c:
-                                cands[n_cands] = i
-                                n_cands += 1
-                                if n_cands >= cap:
-                                    status = CAP_REACHED
-                                    break
-                        watch = min(max_count, floor_c - one)
+                p, n_touched, n_cands, max_count, watch, full = _take(
+                    page, count, id_bits, p, stop, step_dir, counts, touched, n_touched, cands,
+                    n_cands, cap, reached, max_count, watch, floor_c, l_c)
+                if full:
+                    status = CAP_REACHED
                 if status != DONE or 0 <= p < count:
                     break  # the cap, or the bucket's edge inside this leaf
                 # The leaf is used up: enter the neighbour if the bucket reaches it.
