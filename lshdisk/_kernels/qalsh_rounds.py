@@ -154,6 +154,16 @@ def _enter(page, state, keyfmt, s, t, leaf):
     keyfmt[s, t, 2] = kmax
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _copy_page(src, dst):
+    """dst[:] = src for two page rows (uint8, length a multiple of 8, 8-byte aligned), eight
+    bytes at a time: an array slice assignment checks for overlap and copies byte by byte."""
+    s64 = src.view(np.uint64)
+    d64 = dst.view(np.uint64)
+    for k in range(d64.shape[0]):
+        d64[k] = s64[k]
+
+
 @numba.njit(cache=True, nogil=True)
 def _take(page, count, id_bits, p, stop, step_dir, counts, touched, n_touched, cands, n_cands,
           cap, reached, max_count, watch, floor_c, l_c):
@@ -299,7 +309,7 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
                 p = state[s, t, POS]
             state[s, t, POS] = p
             if run_row >= 0:
-                pages[s, t, :] = run_buf[run_row]
+                _copy_page(run_buf[run_row], pages[s, t])
             if status != DONE:
                 break
         if status != DONE:
@@ -335,7 +345,7 @@ def place_cursors(pages, state, keyfmt, qproj, leaves):
     right at the first key >= it."""
     m = qproj.shape[0]
     for t in range(m):
-        pages[1, t, :] = pages[0, t, :]
+        _copy_page(pages[0, t], pages[1, t])
         count, _, _, kmin, step, kmax, _ = leaf_header(pages[0, t])
         p = leaf_search_ge(pages[0, t], qproj[t])
         for s in range(2):
