@@ -29,6 +29,7 @@ __all__ = ["PageFile"]
 
 _U32 = struct.Struct("<I")
 _TRAILER = struct.Struct("<II")  # page number, CRC32
+_U32_LE = np.dtype("<u4")
 
 
 def _int_list(values):
@@ -433,17 +434,21 @@ class PageFile:
         n_rows = sum(counts)
         if n_rows == 0:
             return 0
-        words = out[:n_rows].view("<u4")
-        stored_no = words[:, (ps - 8) // 4].tolist()
-        stored_crc = words[:, (ps - 4) // 4].tolist()
+        words = out[:n_rows].view(_U32_LE)
+        stored_no = words[:, ps // 4 - 2].tolist()
+        stored_crc = words[:, ps // 4 - 1].tolist()
         view = memoryview(out).cast("B")
+        end = ps - 4
+        crcs = [crc32(view[off:off + end]) for off in range(0, n_rows * ps, ps)]
+        expected = [p for first, count in zip(firsts, counts) for p in range(first, first + count)]
+        if crcs == stored_crc and stored_no == expected:
+            return len(firsts)
+        bad = next(i for i in range(n_rows) if crcs[i] != stored_crc[i] or stored_no[i] != expected[i])
         row = 0
-        for r, (first, count) in enumerate(zip(firsts, counts)):
-            for page_no in range(first, first + count):
-                off = row * ps
-                if stored_no[row] != page_no or crc32(view[off:off + ps - 4]) != stored_crc[row]:
-                    return r
-                row += 1
+        for r, count in enumerate(counts):
+            row += count
+            if bad < row:
+                return r
         return len(firsts)
 
     # ------------------------------------------------------------------ lifetime
