@@ -243,36 +243,42 @@ class QALSHSearcher:
         """T2: stop after k + beta*n candidates."""
         return k + int(math.ceil(self.params.beta * self.n - 1e-9))
 
-    def _start_query(self, q, k):
-        """Project q, descend every tree to the leaf around a_t . q (height counted reads each)
-        and place both cursors there; return the candidate cap and empty candidate arrays."""
+    def _descend(self, q, *, hold_dirs_too=False):
+        """Project q into ``self._qproj`` and read the root-to-leaf path of every tree towards
+        a_t . q, one level of all m trees per call (``height`` counted page reads per tree),
+        leaving tree t's leaf in ``self._pages[0, t]``. Returns the leaf page numbers (int64
+        (m,)). With ``hold_dirs_too``, the inner node above each leaf becomes both cursors'
+        directory node (``self._dkeys``, ``self._cur``)."""
         project_one(q, self.a, self._qproj)
-        read_into = self.trees_file.read_page_into
-        for t, tree in enumerate(self.trees):
-            read_into(tree.find_leaf(self._qproj[t]), self._rows[0][t])
+        read_runs = self.trees_file.read_runs_into
+        nodes = self._roots
+        for level in range(self._height - 1, 0, -1):
+            read_runs(nodes, self._ones, self._node_buf)
+            if level == 1 and hold_dirs_too:
+                hold_dirs(self._node_buf, nodes, self._dkeys, self._cur, self._tinfo)
+            nxt = np.empty(self.m, dtype=np.int64)
+            descend(self._node_buf, self._qproj, nxt)
+            nodes = nxt
+        read_runs(nodes, self._ones, self._pages[0])
+        return nodes
+
+    def _start_query(self, q, k):
+        """I-LSH's start: descend every tree (:meth:`_descend`) and place both cursors of
+        each in its leaf (the :mod:`lshdisk._kernels.qalsh` cursor state); return the
+        candidate cap and empty candidate arrays."""
+        self._descend(q)
         init_cursors(self._pages, self._state, self._keyfmt, self._qproj)
         cap = self.candidate_cap(k)
         return cap, np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.float64)
 
     def _start_rounds(self, q):
-        """Project q and descend every tree to the leaf around a_t . q, reading each level of
-        all m trees with one call (height counted reads per tree); hold the inner node above
-        each leaf as both cursors' directory node; place the cursors."""
-        project_one(q, self.a, self._qproj)
+        """QALSH's start: descend every tree holding the inner node above each leaf as both
+        cursors' directory node (:meth:`_descend`); place the cursors."""
         cur = self._cur
         cur[:] = 0
         cur[:, :, DIR_NODE] = -1
-        read_runs = self.trees_file.read_runs_into
-        nodes = self._roots
-        for level in range(self._height - 1, 0, -1):
-            read_runs(nodes, self._ones, self._node_buf)
-            if level == 1:
-                hold_dirs(self._node_buf, nodes, self._dkeys, cur, self._tinfo)
-            nxt = np.empty(self.m, dtype=np.int64)
-            descend(self._node_buf, self._qproj, nxt)
-            nodes = nxt
-        read_runs(nodes, self._ones, self._pages[0])
-        place_cursors(self._pages, cur, self._keyfmt, self._qproj, nodes - self._tinfo[:, 0])
+        leaves = self._descend(q, hold_dirs_too=True)
+        place_cursors(self._pages, cur, self._keyfmt, self._qproj, leaves - self._tinfo[:, 0])
 
     def _load_dir(self, s, t, node):
         """Read directory node ``node`` of table t (one counted page read) for side s."""

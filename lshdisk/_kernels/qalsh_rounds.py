@@ -31,6 +31,8 @@ import numpy as np
 from storage.leaf_codec import (inner_child, inner_count, inner_key, leaf_header, leaf_id_at,
                                 leaf_id_words, leaf_key, leaf_search_ge)
 
+from .qalsh import copy_page
+
 POS, COUNT, LEAF, DIR_NODE = 0, 1, 2, 3
 FIRST_LEAF, N_LEAVES, FIRST_DIR, FANOUT = 0, 1, 2, 3
 
@@ -152,16 +154,6 @@ def _enter(page, state, keyfmt, s, t, leaf):
     keyfmt[s, t, 0] = kmin
     keyfmt[s, t, 1] = step
     keyfmt[s, t, 2] = kmax
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _copy_page(src, dst):
-    """dst[:] = src for two page rows (uint8, length a multiple of 8, 8-byte aligned), eight
-    bytes at a time: an array slice assignment checks for overlap and copies byte by byte."""
-    s64 = src.view(np.uint64)
-    d64 = dst.view(np.uint64)
-    for k in range(d64.shape[0]):
-        d64[k] = s64[k]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -309,7 +301,7 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
                 p = state[s, t, POS]
             state[s, t, POS] = p
             if run_row >= 0:
-                _copy_page(run_buf[run_row], pages[s, t])
+                copy_page(run_buf[run_row], pages[s, t])
             if status != DONE:
                 break
         if status != DONE:
@@ -345,7 +337,7 @@ def place_cursors(pages, state, keyfmt, qproj, leaves):
     right at the first key >= it."""
     m = qproj.shape[0]
     for t in range(m):
-        _copy_page(pages[0, t], pages[1, t])
+        copy_page(pages[0, t], pages[1, t])
         count, _, _, kmin, step, kmax, _ = leaf_header(pages[0, t])
         p = leaf_search_ge(pages[0, t], qproj[t])
         for s in range(2):
