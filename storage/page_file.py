@@ -23,6 +23,8 @@ from .errors import (ClosedFileError, CorruptPageError, NotAPageFileError, ReadO
 from .format import (APP_HEADER_OFFSET, DEFAULT_PAGE_SIZE, FORMAT_MAJOR, FORMAT_MINOR,
                      HEADER_STRUCT, MAGIC, MAX_PAGE_SIZE, MIN_PAGE_SIZE, TRAILER_SIZE,
                      check_page_size)
+from ._run_reader import (BAD_RUN, READ_ALL, READ_FAILED, TOO_FEW_ROWS, libc_pread,
+                          numbered_runs, pread_runs)
 from .iostats import IOCounter
 
 __all__ = ["PageFile"]
@@ -32,9 +34,6 @@ _TRAILER = struct.Struct("<II")  # page number, CRC32
 _U32_LE = np.dtype("<u4")
 
 
-def _int_list(values):
-    """A list of Python ints from an integer ndarray or any sequence of ints."""
-    return values.tolist() if isinstance(values, np.ndarray) else [int(v) for v in values]
 _WRITE_BUFFER_BYTES = 4 << 20
 
 
@@ -394,62 +393,84 @@ class PageFile:
                     self.read_page_into(int(first) + i, out[row])
                     row += 1
             return
-        firsts, counts = _int_list(first_pages), _int_list(n_pages)
-        if len(firsts) != len(counts):
-            raise ValueError(f"first_pages and n_pages differ in length ({len(firsts)} and "
-                             f"{len(counts)})")
-        flushed = self._flushed_pages
-        for first, count in zip(firsts, counts):
-            if count < 1 or first < 0 or first + count > flushed:
-                raise IndexError(f"pages {first}..{first + count - 1} are outside {self.path} "
-                                 f"({flushed} pages)")
-        if sum(counts) > out.shape[0]:
-            raise ValueError(f"out has {out.shape[0]} rows, too few for the runs "
-                             f"({sum(counts)} pages)")
-        view = memoryview(out).cast("B")
-        preadv = os.preadv
-        off = 0
-        n_read = 0  # runs read whole
-        try:
-            for first, count in zip(firsts, counts):
-                n_bytes = ps * count
-                got = preadv(fd, [view[off:off + n_bytes]], first * ps)
-                if got != n_bytes:
-                    raise CorruptPageError(f"{self.path}: pages {first}..{first + count - 1} are "
-                                           f"short ({got} of {n_bytes} bytes)")
-                off += n_bytes
-                n_read += 1
-        finally:
-            n_good = self._verify_rows(out, firsts[:n_read], counts[:n_read])
-            self.counter.record_runs(self.file_id, firsts[:n_good], counts[:n_good], ps)
+        firsts = np.asarray(first_pages, dtype=np.int64)
+        counts = np.asarray(n_pages, dtype=np.int64)
+        if firsts.ndim != 1 or firsts.shape != counts.shape:
+            raise ValueError(f"first_pages and n_pages must be 1-D and of one length, got shapes "
+                             f"{firsts.shape} and {counts.shape}")
+        pread = libc_pread()
+        if pread is not None:
+            status, n_read, rows, numbered = pread_runs(pread, fd, firsts, counts, ps,
+                                                        self._flushed_pages, out)
+        else:
+            status, n_read, rows = self._preadv_runs(firsts, counts, out)
+            numbered = numbered_runs(out, firsts, counts, n_read)
+        if status == BAD_RUN:
+            first, count = int(firsts[n_read]), int(counts[n_read])
+            raise IndexError(f"pages {first}..{first + count - 1} are outside {self.path} "
+                             f"({self._flushed_pages} pages)")
+        if status == TOO_FEW_ROWS:
+            raise ValueError(f"out has {out.shape[0]} rows, too few for the runs ({rows} pages)")
+        fl, nl = firsts[:n_read].tolist(), counts[:n_read].tolist()
+        n_good = min(numbered, self._crc_good_runs(out, nl))
+        self.counter.record_runs(self.file_id, fl[:n_good], nl[:n_good], ps)
+        row = sum(nl[:n_good])
         if n_good < n_read:  # a page of run n_good is damaged: _verify words the error
-            row = sum(counts[:n_good])
-            for i in range(counts[n_good]):
-                self._verify(view[(row + i) * ps:(row + i + 1) * ps], firsts[n_good] + i)
+            view = memoryview(out).cast("B")
+            for i in range(nl[n_good]):
+                self._verify(view[(row + i) * ps:(row + i + 1) * ps], fl[n_good] + i)
+        if status == READ_FAILED:  # read run n_read again, to raise the OS error or the short read
+            first, count = int(firsts[n_read]), int(counts[n_read])
+            got = os.preadv(fd, [memoryview(out[row:row + count]).cast("B")], first * ps)
+            if got != count * ps:
+                raise CorruptPageError(f"{self.path}: pages {first}..{first + count - 1} are "
+                                       f"short ({got} of {count * ps} bytes)")
+            self.read_runs_into(firsts[n_read:], counts[n_read:], out[row:])  # it read this time
 
-    def _verify_rows(self, out, firsts, counts):
-        """Check the trailers of the pages of runs read into consecutive rows of ``out``;
-        return how many runs from the first pass (all of them unless a page is damaged)."""
+    def _preadv_runs(self, firsts, counts, out):
+        """:func:`storage._run_reader.pread_runs` with ``os.preadv``, where libc's ``pread``
+        cannot be called."""
+        ps, flushed = self.page_size, self._flushed_pages
+        fl, nl = firsts.tolist(), counts.tolist()
+        for r, (first, count) in enumerate(zip(fl, nl)):
+            if count < 1 or first < 0 or first + count > flushed:
+                return BAD_RUN, r, 0
+        rows = sum(nl)
+        if rows > out.shape[0]:
+            return TOO_FEW_ROWS, 0, rows
+        view = memoryview(out).cast("B")
+        off = 0
+        for r, (first, count) in enumerate(zip(fl, nl)):
+            n_bytes = ps * count
+            try:
+                got = os.preadv(self._fd, [view[off:off + n_bytes]], first * ps)
+            except OSError:
+                got = -1
+            if got != n_bytes:
+                return READ_FAILED, r, rows
+            off += n_bytes
+        return READ_ALL, len(fl), rows
+
+    def _crc_good_runs(self, out, counts):
+        """How many leading runs (``counts[r]`` pages each, in consecutive rows of ``out``)
+        have pages whose CRC32 matches their trailer."""
         ps = self.page_size
         n_rows = sum(counts)
         if n_rows == 0:
             return 0
-        words = out[:n_rows].view(_U32_LE)
-        stored_no = words[:, ps // 4 - 2].tolist()
-        stored_crc = words[:, ps // 4 - 1].tolist()
+        stored = out[:n_rows].view(_U32_LE)[:, ps // 4 - 1].tolist()
         view = memoryview(out).cast("B")
         end = ps - 4
         crcs = [crc32(view[off:off + end]) for off in range(0, n_rows * ps, ps)]
-        expected = [p for first, count in zip(firsts, counts) for p in range(first, first + count)]
-        if crcs == stored_crc and stored_no == expected:
-            return len(firsts)
-        bad = next(i for i in range(n_rows) if crcs[i] != stored_crc[i] or stored_no[i] != expected[i])
+        if crcs == stored:
+            return len(counts)
+        bad = next(i for i in range(n_rows) if crcs[i] != stored[i])
         row = 0
         for r, count in enumerate(counts):
             row += count
             if bad < row:
                 return r
-        return len(firsts)
+        return len(counts)  # pragma: no cover - bad < n_rows
 
     # ------------------------------------------------------------------ lifetime
     def _check_writable(self):

@@ -8,6 +8,7 @@ from storage.errors import CorruptPageError
 from storage.iostats import IOCounter
 from storage.leaf_codec import (LEAF_ENTRIES_OFFSET, encode_leaf, inner_child, leaf_id,
                                 leaf_id_at, leaf_id_words, leaf_key_step)
+from storage import _run_reader
 from storage.page_file import PageFile
 
 
@@ -81,7 +82,7 @@ def test_read_runs_into_counts_each_run_as_one_seek_at_most(tall_tree):
     np.testing.assert_array_equal(out[2], single)
 
 
-def test_read_runs_into_rejects_bad_runs_and_damaged_pages(tall_tree, tmp_path):
+def test_read_runs_into_rejects_bad_runs_and_damaged_pages(tall_tree, tmp_path, read_path):
     tree, _, _ = tall_tree
     pf = tree.page_file
     out = np.zeros((2, 512), dtype=np.uint8)
@@ -108,7 +109,7 @@ def test_read_runs_into_rejects_bad_runs_and_damaged_pages(tall_tree, tmp_path):
         damaged.close()
 
 
-def test_read_runs_into_rejects_a_page_that_holds_another_page(tall_tree, tmp_path):
+def test_read_runs_into_rejects_a_page_that_holds_another_page(tall_tree, tmp_path, read_path):
     tree, _, _ = tall_tree
     pf = tree.page_file
     path = pf.path
@@ -122,7 +123,50 @@ def test_read_runs_into_rejects_a_page_that_holds_another_page(tall_tree, tmp_pa
         out = np.zeros((3, 512), dtype=np.uint8)
         with pytest.raises(CorruptPageError, match="page 6 holds the content of page 5"):
             damaged.read_runs_into([4], [3], out)
-        with pytest.raises(ValueError, match="differ in length"):
+        with pytest.raises(ValueError, match="of one length"):
             damaged.read_runs_into([4, 5], [1], out)
+    finally:
+        damaged.close()
+
+
+@pytest.fixture(params=["libc pread", "os.preadv"])
+def read_path(request, monkeypatch):
+    """read_runs_into through libc's pread from compiled code, and through os.preadv."""
+    if request.param == "os.preadv":
+        monkeypatch.setattr("storage.page_file.libc_pread", lambda: None)
+    elif _run_reader.libc_pread() is None:  # pragma: no cover - no C library here
+        pytest.skip("no libc pread on this platform")
+    return request.param
+
+
+def test_read_runs_into_reads_and_counts_the_same_on_both_paths(tall_tree, read_path):
+    tree, _, _ = tall_tree
+    pf = tree.page_file
+    firsts, counts = np.array([2, 9, 12, 40]), np.array([3, 3, 1, 2])
+    out = np.zeros((10, 512), dtype=np.uint8)
+    pf.counter.reset_head()
+    before = pf.counter.snapshot()
+    pf.read_runs_into(firsts, counts, out)
+    io = pf.counter.snapshot().delta(before)
+    assert (io.page_reads, io.seeks, io.bytes_read) == (9, 3, 9 * 512)  # 12 follows 9..11
+    pages = [p for f, c in zip(firsts, counts) for p in range(f, f + c)]
+    for row, page in enumerate(pages):
+        np.testing.assert_array_equal(out[row, :pf.payload_size], pf.read_page(page))
+
+
+def test_read_runs_into_reports_a_truncated_file_as_short(tall_tree, tmp_path, read_path):
+    tree, _, _ = tall_tree
+    pf = tree.page_file
+    path = pf.path
+    n = pf.page_count
+    damaged = PageFile.open(path)
+    try:
+        with open(path, "r+b") as f:  # the last two pages go after the file was opened
+            f.truncate((n - 2) * 512)
+        out = np.zeros((4, 512), dtype=np.uint8)
+        before = damaged.counter.snapshot()
+        with pytest.raises(CorruptPageError, match=f"pages {n - 3}..{n - 1} are short"):
+            damaged.read_runs_into([1, n - 3], [1, 3], out)
+        assert damaged.counter.snapshot().delta(before).page_reads == 1  # the run before it
     finally:
         damaged.close()
