@@ -1,10 +1,15 @@
-"""Files of fixed-size, checksummed pages, read with ``os.pread`` and counted exactly.
+"""Files of fixed-size, checksummed pages, read with ``pread`` and counted exactly.
 
 Layout: see :mod:`storage.format`. A page file is written once, front to back
 (:meth:`PageFile.create`, :meth:`PageFile.append_page`, :meth:`PageFile.finalize`), then
 opened read-only for queries (:meth:`PageFile.open`). Every page read verifies the page's
 CRC32 and page number and is counted in the shared :class:`storage.iostats.IOCounter`
 unless the :class:`storage.buffer_pool.BufferPool` serves it.
+
+Pages are read with ``os.pread``/``os.preadv``, except by :meth:`PageFile.read_runs_into`,
+which reads many runs in one compiled loop calling libc's ``pread`` (see
+:mod:`storage._run_reader`; ``os.preadv`` where there is no libc to call). Either way one
+run is one system call, and the bytes read and the counts are the same.
 """
 
 import os
@@ -362,8 +367,9 @@ class PageFile:
     def read_runs_into(self, first_pages, n_pages, out):
         """Read several runs of consecutive pages, in the order given, into the rows of ``out``.
 
-        Run ``r`` (``n_pages[r]`` pages from ``first_pages[r]``) is one ``preadv`` into the next
-        ``n_pages[r]`` rows of ``out``; each page is verified and counted as :meth:`read_run`
+        Run ``r`` (``n_pages[r]`` pages from ``first_pages[r]``) is one ``pread`` into the next
+        ``n_pages[r]`` rows of ``out`` (all runs from one compiled loop, see
+        :mod:`storage._run_reader`); each page is verified and counted as :meth:`read_run`
         counts (a run is one seek at most, none if it starts right after the previous read).
         Scans that plan many short runs at once use this: one call instead of one per page.
         With a buffer pool, pages are taken page by page through :meth:`read_page_into`
@@ -371,13 +377,18 @@ class PageFile:
 
         Parameters
         ----------
-        first_pages, n_pages : sequences of int, same length
+        first_pages, n_pages : ndarray or sequence of int, shape (r,)
             Runs to read; ``n_pages`` entries >= 1.
         out : ndarray of uint8, shape (>= sum(n_pages), page_size), C-contiguous, writable
 
         Raises
         ------
-        IndexError, CorruptPageError, ClosedFileError
+        ValueError
+            ``out`` is not a C-contiguous (rows, page_size) array or has too few rows; the run
+            arrays differ in shape. Nothing is read.
+        IndexError
+            A run has no pages or lies outside the file. Nothing is read.
+        CorruptPageError, OSError, ClosedFileError
             As :meth:`read_page`. Pages of runs before the failing one stay read and counted.
         """
         fd = self._fd

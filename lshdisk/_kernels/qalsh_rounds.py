@@ -29,7 +29,7 @@ import numba
 import numpy as np
 
 from storage.leaf_codec import (inner_child, inner_count, inner_key, leaf_header, leaf_id_at,
-                                leaf_id_words, leaf_key, leaf_search_ge)
+                                leaf_id_bits, leaf_key, leaf_search_ge)
 
 from .qalsh import copy_page
 
@@ -157,7 +157,7 @@ def _enter(page, state, keyfmt, s, t, leaf):
 
 
 @numba.njit(cache=True, nogil=True)
-def _take(page, count, id_bits, p, stop, step_dir, counts, touched, n_touched, cands, n_cands,
+def _take(words, count, id_bits, p, stop, step_dir, counts, touched, n_touched, cands, n_cands,
           cap, reached, max_count, watch, floor_c, l_c):
     """Take the entries p, p + step_dir, ... up to ``stop`` (excluded) of a leaf page: the
     collision counting loop of :func:`scan_sides` (a function of its own, so that the hot
@@ -167,7 +167,7 @@ def _take(page, count, id_bits, p, stop, step_dir, counts, touched, n_touched, c
     """
     one = counts.dtype.type(1)
     track_limit = touched.shape[0]
-    words, bit_base, mask = leaf_id_words(page, count, id_bits)
+    bit_base, mask = leaf_id_bits(count, id_bits)
     while p != stop:
         i = leaf_id_at(words, bit_base, id_bits, mask, p)
         c = counts[i] + one
@@ -225,12 +225,15 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
     # Every count above ``watch`` takes the branch that keeps max_count and reached exact;
     # below it (nearly every entry) the loop only counts.
     watch = min(max_count, floor_c - one)
-    track_limit = touched.shape[0]
+    # uint32 views of the page buffers, taken once per call: ids are read as words.
+    pages32 = pages.view(np.uint32)
+    run32 = run_buf.view(np.uint32)
     for t in range(t_start, t_stop):
         q = qproj[t]
         nl = tinfo[t, N_LEAVES]
         for s in range(2):
             page = pages[s, t]
+            words = pages32[s, t]
             run_row = -1
             status = DONE
             extra = 0
@@ -263,7 +266,7 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
                     stop = lo
                     step_dir = 1
                 p, n_touched, n_cands, max_count, watch, full = _take(
-                    page, count, id_bits, p, stop, step_dir, counts, touched, n_touched, cands,
+                    words, count, id_bits, p, stop, step_dir, counts, touched, n_touched, cands,
                     n_cands, cap, reached, max_count, watch, floor_c, l_c)
                 if full:
                     status = CAP_REACHED
@@ -297,6 +300,7 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
                     slots[s, t, 0] += 1
                 slots[s, t, 1] -= 1
                 page = run_buf[run_row]
+                words = run32[run_row]
                 _enter(page, state, keyfmt, s, t, nxt)
                 p = state[s, t, POS]
             state[s, t, POS] = p
