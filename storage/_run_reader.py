@@ -6,10 +6,11 @@ an ``os.preadv`` call on top of the system call itself; here one kernel loops ov
 and calls libc's ``pread`` directly. The bytes read and the checks made are the same: this
 module only reads; the caller verifies every page's trailer and counts the I/O.
 
-libc's ``pread`` is reached through ctypes, looked up on first use (nothing happens at
-import). It is passed to the kernel as an argument, so that the compiled kernel holds no
-process-specific address and can be cached. Where there is no such libc (:func:`libc_pread`
-returns None) the caller reads with ``os.preadv``.
+libc's ``pread`` is looked up through ctypes on first use (nothing happens at import). Its
+address is passed to the kernel as an integer and called through a function pointer
+(:func:`_call_pread`), so that the compiled kernel holds no process-specific address and can
+be cached, and a call costs no more to dispatch than one with an int argument. Where there is
+no such libc (:func:`libc_pread` returns None) the caller reads with ``os.preadv``.
 """
 
 import ctypes
@@ -18,6 +19,9 @@ import sys
 
 import numba
 import numpy as np
+from llvmlite import ir
+from numba.core import types
+from numba.extending import intrinsic
 
 #: Statuses of :func:`pread_runs`.
 READ_ALL = 0
@@ -25,23 +29,41 @@ BAD_RUN = 1
 TOO_FEW_ROWS = 2
 READ_FAILED = 3
 
-_PREAD = []  # [ctypes function or None], filled on first use
+_PREAD = []  # [address or None], filled on first use
 
 
 def libc_pread():
-    """libc's ``pread`` (64-bit offsets) as a ctypes function, or None if there is none."""
+    """The address (int) of libc's ``pread`` with 64-bit offsets, ``ssize_t pread(int fd,
+    void *buf, size_t count, int64 offset)``, or None if there is none (not a 64-bit POSIX
+    system, or no C library to load)."""
     if not _PREAD:
-        fn = None
+        address = None
         if os.name == "posix" and sys.maxsize > 2**32:
             try:
                 libc = ctypes.CDLL(None, use_errno=True)
                 fn = getattr(libc, "pread64", None) or libc.pread
-                fn.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int64]
-                fn.restype = ctypes.c_ssize_t
+                address = ctypes.cast(fn, ctypes.c_void_p).value
             except (OSError, AttributeError):  # pragma: no cover - no C library to call
-                fn = None
-        _PREAD.append(fn)
+                address = None
+        _PREAD.append(address)
     return _PREAD[0]
+
+
+@intrinsic
+def _call_pread(typingctx, address, fd, buf_address, n_bytes, offset):
+    """pread(fd, buf_address, n_bytes, offset) through the function at ``address`` (all int64
+    arguments; fd is passed as a C int). Returns the result as int64."""
+    sig = types.int64(types.int64, types.int64, types.int64, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        addr, fd_, buf, n, off = args
+        i64, i32 = ir.IntType(64), ir.IntType(32)
+        fnty = ir.FunctionType(i64, [i32, ir.IntType(8).as_pointer(), i64, i64])
+        fn = builder.inttoptr(addr, fnty.as_pointer())
+        return builder.call(fn, [builder.trunc(fd_, i32), builder.inttoptr(buf, ir.IntType(8).as_pointer()),
+                                 n, off])
+
+    return sig, codegen
 
 
 @numba.njit(cache=True, nogil=True)
@@ -51,8 +73,8 @@ def pread_runs(pread, fd, first_pages, n_pages, page_size, n_file_pages, out):
 
     Parameters
     ----------
-    pread : ctypes function
-        :func:`libc_pread`.
+    pread : int
+        :func:`libc_pread`, the address of libc's ``pread``.
     fd : int
         Open file descriptor.
     first_pages, n_pages : ndarray of int64, shape (r,)
@@ -83,7 +105,9 @@ def pread_runs(pread, fd, first_pages, n_pages, page_size, n_file_pages, out):
     offset = 0
     for r in range(n_runs):
         n_bytes = n_pages[r] * page_size
-        if pread(fd, base + offset, n_bytes, first_pages[r] * page_size) != n_bytes:
+        got = _call_pread(np.int64(pread), np.int64(fd), np.int64(base + offset), np.int64(n_bytes),
+                          np.int64(first_pages[r] * page_size))
+        if got != n_bytes:
             return READ_FAILED, r, rows, numbered_runs(out, first_pages, n_pages, r)
         offset += n_bytes
     return READ_ALL, n_runs, rows, numbered_runs(out, first_pages, n_pages, n_runs)
