@@ -444,8 +444,10 @@ def _verdict(report, profile):
         s = mine[0][f"{n}_scan_qpt_ms"]
         if not lsh:
             slow = sorted(1.0 / r[n + "_vs_scan"] for r in mine)
+            times = (f"{slow[0]:.3g}x" if f"{slow[0]:.3g}" == f"{slow[-1]:.3g}"
+                     else f"{slow[0]:.3g}x to {slow[-1]:.3g}x")
             lines.append(f"{n}: {label} did not pay off: the linear scan ({s:.2f} ms) is faster "
-                         f"at every k; LSH's QPT is {slow[0]:.3g}x to {slow[-1]:.3g}x the scan's")
+                         f"at every k; LSH's QPT is {times} the scan's")
         elif not scan:
             lines.append(f"{n}: {label} beats the linear scan ({s:.2f} ms) at every k")
         else:

@@ -191,3 +191,17 @@ def test_report_calibrate_json_and_bad_directory(tmp_path):
     assert missing.exit_code == 1 and "create it first" in missing.output
     tiny = _run(["calibrate", str(tmp_path), "--size", "100kB"])
     assert tiny.exit_code == 1 and "at least 1MiB" in tiny.output
+
+
+def test_verdict_names_one_factor_when_every_k_is_equally_slow():
+    from lshdisk.report import _verdict
+
+    def rows(*vs_scan):
+        return [{"label": "qalsh", "k": k, "hdd_qpt_ms": 100.0, "hdd_scan_qpt_ms": 10.0,
+                 "hdd_vs_scan": v} for k, v in zip((1, 10), vs_scan)]
+
+    hdd = SimpleNamespace(name="hdd")
+    one = _verdict(SimpleNamespace(rows=rows(0.1, 0.1)), hdd)
+    assert "LSH's QPT is 10x the scan's" in one[0]
+    two = _verdict(SimpleNamespace(rows=rows(0.1, 0.05)), hdd)
+    assert "LSH's QPT is 10x to 20x the scan's" in two[0]
