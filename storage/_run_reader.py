@@ -11,11 +11,17 @@ address is passed to the kernel as an integer and called through a function poin
 (:func:`_call_pread`), so that the compiled kernel holds no process-specific address and can
 be cached, and a call costs no more to dispatch than one with an int argument. Where there is
 no such libc (:func:`libc_pread` returns None) the caller reads with ``os.preadv``.
+
+The pages read are checked here too when the CRC-32 of zlib-ng can be called the same way:
+``zng_crc32`` of zlib-ng's native API, which the python-zlib-ng extension module exports
+(:func:`zlib_ng_crc32`; it is used only after it gives zlib's CRC-32 on a test buffer).
+Otherwise the caller computes the CRCs in Python, one call per page.
 """
 
 import ctypes
 import os
 import sys
+import zlib
 
 import numba
 import numpy as np
@@ -30,6 +36,7 @@ TOO_FEW_ROWS = 2
 READ_FAILED = 3
 
 _PREAD = []  # [address or None], filled on first use
+_CRC32 = []  # [address or None], filled on first use
 
 
 def libc_pread():
@@ -47,6 +54,51 @@ def libc_pread():
                 address = None
         _PREAD.append(address)
     return _PREAD[0]
+
+
+def zlib_ng_crc32():
+    """The address (int) of zlib-ng's ``uint32_t zng_crc32(uint32_t crc, const uint8_t *buf,
+    uint32_t len)`` in the python-zlib-ng extension module, or None if it does not export it
+    or it does not give zlib's CRC-32 of a test buffer."""
+    if not _CRC32:
+        address = None
+        if os.name == "posix" and sys.maxsize > 2**32:
+            try:
+                from zlib_ng import zlib_ng
+
+                address = ctypes.cast(ctypes.CDLL(zlib_ng.__file__).zng_crc32, ctypes.c_void_p).value
+            except (ImportError, OSError, AttributeError):
+                address = None
+        if address is not None:
+            probe = np.frombuffer(bytes(range(256)) * 17, dtype=np.uint8)
+            if _crc_of(np.int64(address), probe) != zlib.crc32(probe):  # pragma: no cover
+                address = None
+        _CRC32.append(address)
+    return _CRC32[0]
+
+
+@intrinsic
+def _call_crc32(typingctx, address, buf_address, n_bytes):
+    """zng_crc32(0, buf_address, n_bytes) through the function at ``address`` (int64
+    arguments); returns the CRC as int64."""
+    sig = types.int64(types.int64, types.int64, types.int64)
+
+    def codegen(context, builder, signature, args):
+        addr, buf, n = args
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(i32, [i32, ir.IntType(8).as_pointer(), i32])
+        fn = builder.inttoptr(addr, fnty.as_pointer())
+        crc = builder.call(fn, [ir.Constant(i32, 0), builder.inttoptr(buf, ir.IntType(8).as_pointer()),
+                                builder.trunc(n, i32)])
+        return builder.zext(crc, ir.IntType(64))
+
+    return sig, codegen
+
+
+@numba.njit(cache=True, nogil=True)
+def _crc_of(crc32, data):
+    """CRC-32 of a contiguous uint8 array through the function at address ``crc32``."""
+    return _call_crc32(crc32, np.int64(data.ctypes.data), np.int64(data.shape[0]))
 
 
 @intrinsic
@@ -67,7 +119,7 @@ def _call_pread(typingctx, address, fd, buf_address, n_bytes, offset):
 
 
 @numba.njit(cache=True, nogil=True)
-def pread_runs(pread, fd, first_pages, n_pages, page_size, n_file_pages, out):
+def pread_runs(pread, crc32, fd, first_pages, n_pages, page_size, n_file_pages, out):
     """Read run r (``n_pages[r]`` pages from page ``first_pages[r]``) into the next rows of
     ``out``, for every run in order, one ``pread`` per run.
 
@@ -75,6 +127,8 @@ def pread_runs(pread, fd, first_pages, n_pages, page_size, n_file_pages, out):
     ----------
     pread : int
         :func:`libc_pread`, the address of libc's ``pread``.
+    crc32 : int
+        :func:`zlib_ng_crc32`, or 0 to leave the CRC32 checks to the caller.
     fd : int
         Open file descriptor.
     first_pages, n_pages : ndarray of int64, shape (r,)
@@ -89,8 +143,8 @@ def pread_runs(pread, fd, first_pages, n_pages, page_size, n_file_pages, out):
         file; nothing read), TOO_FEW_ROWS (``rows`` pages do not fit in ``out``; nothing
         read), READ_FAILED (``pread`` of run ``run`` failed or came back short; the runs
         before it are read). ``rows`` is the number of pages of all runs; ``numbered`` the
-        number of leading runs read whose pages carry their own page numbers
-        (:func:`numbered_runs`).
+        number of leading runs read whose pages carry their own page numbers (and their
+        CRC32, if ``crc32``; :func:`verified_runs`).
     """
     n_runs = first_pages.shape[0]
     rows = 0
@@ -108,23 +162,32 @@ def pread_runs(pread, fd, first_pages, n_pages, page_size, n_file_pages, out):
         got = _call_pread(np.int64(pread), np.int64(fd), np.int64(base + offset), np.int64(n_bytes),
                           np.int64(first_pages[r] * page_size))
         if got != n_bytes:
-            return READ_FAILED, r, rows, numbered_runs(out, first_pages, n_pages, r)
+            return READ_FAILED, r, rows, verified_runs(out, first_pages, n_pages, r, crc32)
         offset += n_bytes
-    return READ_ALL, n_runs, rows, numbered_runs(out, first_pages, n_pages, n_runs)
+    return READ_ALL, n_runs, rows, verified_runs(out, first_pages, n_pages, n_runs, crc32)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _u32_at(row, at):
+    return (np.int64(row[at]) | (np.int64(row[at + 1]) << 8) | (np.int64(row[at + 2]) << 16)
+            | (np.int64(row[at + 3]) << 24))
 
 
 @numba.njit(cache=True, nogil=True)
-def numbered_runs(out, first_pages, n_pages, n_runs):
+def verified_runs(out, first_pages, n_pages, n_runs, crc32):
     """How many of the first ``n_runs`` runs, read into consecutive rows of ``out``, have
     the right page number in every page's trailer (the little-endian uint32 8 bytes before
-    the end of the page; the CRC32 after it is checked by the caller)."""
-    at = out.shape[1] - 8
+    the end of the page) and, if ``crc32`` (:func:`zlib_ng_crc32`) is not 0, the right CRC32
+    of the page's first ``page_size - 4`` bytes (the uint32 after it)."""
+    ps = out.shape[1]
+    base = out.ctypes.data
     row = 0
     for r in range(n_runs):
         for page_no in range(first_pages[r], first_pages[r] + n_pages[r]):
-            stored = (np.int64(out[row, at]) | (np.int64(out[row, at + 1]) << 8)
-                      | (np.int64(out[row, at + 2]) << 16) | (np.int64(out[row, at + 3]) << 24))
-            if stored != page_no:
+            if _u32_at(out[row], ps - 8) != page_no:
+                return r
+            if crc32 != 0 and _call_crc32(crc32, np.int64(base + row * ps),
+                                          np.int64(ps - 4)) != _u32_at(out[row], ps - 4):
                 return r
             row += 1
     return n_runs

@@ -29,7 +29,7 @@ from .format import (APP_HEADER_OFFSET, DEFAULT_PAGE_SIZE, FORMAT_MAJOR, FORMAT_
                      HEADER_STRUCT, MAGIC, MAX_PAGE_SIZE, MIN_PAGE_SIZE, TRAILER_SIZE,
                      check_page_size)
 from ._run_reader import (BAD_RUN, READ_ALL, READ_FAILED, TOO_FEW_ROWS, libc_pread,
-                          numbered_runs, pread_runs)
+                          pread_runs, verified_runs, zlib_ng_crc32)
 from .iostats import IOCounter
 
 __all__ = ["PageFile"]
@@ -409,13 +409,13 @@ class PageFile:
         if firsts.ndim != 1 or firsts.shape != counts.shape:
             raise ValueError(f"first_pages and n_pages must be 1-D and of one length, got shapes "
                              f"{firsts.shape} and {counts.shape}")
-        pread = libc_pread()
+        pread, crc = libc_pread(), zlib_ng_crc32() or 0
         if pread is not None:
-            status, n_read, rows, numbered = pread_runs(pread, fd, firsts, counts, ps,
+            status, n_read, rows, verified = pread_runs(pread, crc, fd, firsts, counts, ps,
                                                         self._flushed_pages, out)
         else:
             status, n_read, rows = self._preadv_runs(firsts, counts, out)
-            numbered = numbered_runs(out, firsts, counts, n_read)
+            verified = verified_runs(out, firsts, counts, n_read, crc)
         if status == BAD_RUN:
             first, count = int(firsts[n_read]), int(counts[n_read])
             raise IndexError(f"pages {first}..{first + count - 1} are outside {self.path} "
@@ -423,7 +423,7 @@ class PageFile:
         if status == TOO_FEW_ROWS:
             raise ValueError(f"out has {out.shape[0]} rows, too few for the runs ({rows} pages)")
         fl, nl = firsts[:n_read].tolist(), counts[:n_read].tolist()
-        n_good = min(numbered, self._crc_good_runs(out, nl))
+        n_good = verified if crc else min(verified, self._crc_good_runs(out, nl))
         self.counter.record_runs(self.file_id, fl[:n_good], nl[:n_good], ps)
         row = sum(nl[:n_good])
         if n_good < n_read:  # a page of run n_good is damaged: _verify words the error

@@ -1,5 +1,7 @@
 """Scan helpers of storage: word-wise id reads, inner-node descent, multi-run page reads."""
 
+import zlib
+
 import numpy as np
 import pytest
 
@@ -129,14 +131,32 @@ def test_read_runs_into_rejects_a_page_that_holds_another_page(tall_tree, tmp_pa
         damaged.close()
 
 
-@pytest.fixture(params=["libc pread", "os.preadv"])
+@pytest.fixture(params=[("libc pread", "zlib-ng crc"), ("libc pread", "python crc"),
+                        ("os.preadv", "zlib-ng crc"), ("os.preadv", "python crc")],
+                ids=lambda p: "+".join(p))
 def read_path(request, monkeypatch):
-    """read_runs_into through libc's pread from compiled code, and through os.preadv."""
-    if request.param == "os.preadv":
+    """read_runs_into through libc's pread from compiled code or os.preadv, with the CRC32
+    checks in compiled code (zlib-ng's zng_crc32) or in Python."""
+    reader, crc = request.param
+    if reader == "os.preadv":
         monkeypatch.setattr("storage.page_file.libc_pread", lambda: None)
     elif _run_reader.libc_pread() is None:  # pragma: no cover - no C library here
         pytest.skip("no libc pread on this platform")
+    if crc == "python crc":
+        monkeypatch.setattr("storage.page_file.zlib_ng_crc32", lambda: None)
+    elif _run_reader.zlib_ng_crc32() is None:  # pragma: no cover - zlib-ng without the symbol
+        pytest.skip("zlib-ng's zng_crc32 cannot be called here")
     return request.param
+
+
+def test_compiled_crc32_is_zlibs():
+    address = _run_reader.zlib_ng_crc32()
+    if address is None:  # pragma: no cover - zlib-ng without the symbol
+        pytest.skip("zlib-ng's zng_crc32 cannot be called here")
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 7, 64, 4092, 65532):
+        data = rng.integers(0, 256, n, dtype=np.uint8)
+        assert _run_reader._crc_of(np.int64(address), data) == zlib.crc32(data)
 
 
 def test_read_runs_into_reads_and_counts_the_same_on_both_paths(tall_tree, read_path):
