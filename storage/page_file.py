@@ -7,9 +7,10 @@ CRC32 and page number and is counted in the shared :class:`storage.iostats.IOCou
 unless the :class:`storage.buffer_pool.BufferPool` serves it.
 
 Pages are read with ``os.pread``/``os.preadv``, except by :meth:`PageFile.read_runs_into`,
-which reads many runs in one compiled loop calling libc's ``pread`` (see
-:mod:`storage._run_reader`; ``os.preadv`` where there is no libc to call). Either way one
-run is one system call, and the bytes read and the counts are the same.
+which reads many runs in one compiled loop calling libc's ``pread`` and checks their trailers
+there, CRC32 included (see :mod:`storage._run_reader`; ``os.preadv`` and Python CRC checks
+where the C functions cannot be called). Either way one run is one system call, every page
+is checked, and the bytes read and the counts are the same.
 """
 
 import os
