@@ -410,6 +410,12 @@ class PageFile:
         if firsts.ndim != 1 or firsts.shape != counts.shape:
             raise ValueError(f"first_pages and n_pages must be 1-D and of one length, got shapes "
                              f"{firsts.shape} and {counts.shape}")
+        self._read_runs_device(firsts, counts, out)
+
+    def _read_runs_device(self, firsts, counts, out):
+        """The device reads of :meth:`read_runs_into` (no buffer pool): runs ``firsts``,
+        ``counts`` (int64 (r,)) into the rows of ``out``, verified and counted."""
+        fd, ps = self._fd, self.page_size
         pread, crc = libc_pread(), zlib_ng_crc32() or 0
         if pread is not None:
             status, n_read, rows, verified = pread_runs(pread, crc, fd, firsts, counts, ps,
@@ -437,7 +443,7 @@ class PageFile:
             if got != count * ps:
                 raise CorruptPageError(f"{self.path}: pages {first}..{first + count - 1} are "
                                        f"short ({got} of {count * ps} bytes)")
-            self.read_runs_into(firsts[n_read:], counts[n_read:], out[row:])  # it read this time
+            self._read_runs_device(firsts[n_read:], counts[n_read:], out[row:])  # read this time
 
     def _preadv_runs(self, firsts, counts, out):
         """:func:`storage._run_reader.pread_runs` with ``os.preadv``, where libc's ``pread``

@@ -19,6 +19,8 @@ import numpy as np
 
 from storage.sorted_run import DATA_PAGE, entry_range, page_header
 
+from .rows import copy_row
+
 STARTED, LOADED, LO, HI, PL, EL, PR, ER = 0, 1, 2, 3, 4, 5, 6, 7
 STATE_FIELDS = 8
 
@@ -297,12 +299,12 @@ def absorb(kind, t, radius, origin, qb, block, first, state, lpages, rpages, cou
         if count_ids(block[i], e0, e1, counts, l, touched, cands, nums):
             return CAP_REACHED
     if kind == NEED_INIT or kind == NEED_LEFT:
-        lpages[t, :] = block[0, :]
+        copy_row(block[0], lpages[t])
         state[t, PL] = first
         state[t, EL] = first_e0
         state[t, LO] = lo
     if kind == NEED_INIT or kind == NEED_RIGHT:
-        rpages[t, :] = block[nb - 1, :]
+        copy_row(block[nb - 1], rpages[t])
         state[t, PR] = first + nb - 1
         state[t, ER] = last_e1
         state[t, HI] = hi

@@ -14,22 +14,13 @@ entry per side (0 = left, 1 = right) and hash table t:
 """
 
 import numba
-import numpy as np
 
 from storage.leaf_codec import leaf_header, leaf_search_ge
 
+from .rows import copy_row
+
 
 POS, COUNT, NEIGHBOUR, FRESH = 0, 1, 2, 3
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def copy_page(src, dst):
-    """dst[:] = src for two page rows (uint8, length a multiple of 8, 8-byte aligned), eight
-    bytes at a time (an array slice assignment checks for overlap and copies byte by byte)."""
-    s64 = src.view(np.uint64)
-    d64 = dst.view(np.uint64)
-    for k in range(d64.shape[0]):
-        d64[k] = s64[k]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -50,7 +41,7 @@ def init_cursors(pages, state, keyfmt, qproj):
     (copied to pages[1, t]): left at the last key < qproj[t], right at the first key >= it."""
     m = qproj.shape[0]
     for t in range(m):
-        copy_page(pages[0, t], pages[1, t])
+        copy_row(pages[0, t], pages[1, t])
         count, prev, nxt, kmin, step, kmax, _ = leaf_header(pages[0, t])
         p = leaf_search_ge(pages[0, t], qproj[t])
         state[0, t, POS] = p - 1

@@ -31,7 +31,7 @@ import numpy as np
 from storage.leaf_codec import (inner_child, inner_count, inner_key, leaf_header, leaf_id_at,
                                 leaf_id_bits, leaf_key, leaf_search_ge)
 
-from .qalsh import copy_page
+from .rows import copy_row
 
 POS, COUNT, LEAF, DIR_NODE = 0, 1, 2, 3
 FIRST_LEAF, N_LEAVES, FIRST_DIR, FANOUT = 0, 1, 2, 3
@@ -305,7 +305,7 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
                 p = state[s, t, POS]
             state[s, t, POS] = p
             if run_row >= 0:
-                copy_page(run_buf[run_row], pages[s, t])
+                copy_row(run_buf[run_row], pages[s, t])
             if status != DONE:
                 break
         if status != DONE:
@@ -341,7 +341,7 @@ def place_cursors(pages, state, keyfmt, qproj, leaves):
     right at the first key >= it."""
     m = qproj.shape[0]
     for t in range(m):
-        copy_page(pages[0, t], pages[1, t])
+        copy_row(pages[0, t], pages[1, t])
         count, _, _, kmin, step, kmax, _ = leaf_header(pages[0, t])
         p = leaf_search_ge(pages[0, t], qproj[t])
         for s in range(2):
