@@ -29,6 +29,8 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic
 
+from ._bytes import u32_at
+
 #: Statuses of :func:`pread_runs`.
 READ_ALL = 0
 BAD_RUN = 1
@@ -167,12 +169,6 @@ def pread_runs(pread, crc32, fd, first_pages, n_pages, page_size, n_file_pages, 
     return READ_ALL, n_runs, rows, verified_runs(out, first_pages, n_pages, n_runs, crc32)
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
-def _u32_at(row, at):
-    return (np.int64(row[at]) | (np.int64(row[at + 1]) << 8) | (np.int64(row[at + 2]) << 16)
-            | (np.int64(row[at + 3]) << 24))
-
-
 @numba.njit(cache=True, nogil=True)
 def verified_runs(out, first_pages, n_pages, n_runs, crc32):
     """How many of the first ``n_runs`` runs, read into consecutive rows of ``out``, have
@@ -184,10 +180,10 @@ def verified_runs(out, first_pages, n_pages, n_runs, crc32):
     row = 0
     for r in range(n_runs):
         for page_no in range(first_pages[r], first_pages[r] + n_pages[r]):
-            if _u32_at(out[row], ps - 8) != page_no:
+            if u32_at(out[row], ps - 8) != page_no:
                 return r
             if crc32 != 0 and _call_crc32(crc32, np.int64(base + row * ps),
-                                          np.int64(ps - 4)) != _u32_at(out[row], ps - 4):
+                                          np.int64(ps - 4)) != u32_at(out[row], ps - 4):
                 return r
             row += 1
     return n_runs

@@ -9,8 +9,8 @@ per entry: two aligned 32-bit loads instead of five byte loads.
 
 import numba
 import numpy as np
-from numba.core import types
-from numba.extending import intrinsic
+
+from ._bytes import f32_at, u32_at
 
 LEAF_ENTRIES_OFFSET = 24
 #: Where an inner node's keys start (after its 8-byte header).
@@ -58,41 +58,6 @@ def encode_leaf(keys, ids, id_bits, key_step, out):
             out[byte + t] |= np.uint8((v >> np.uint64(8 * t)) & np.uint64(0xFF))
 
 
-@intrinsic
-def _f32_from_bits(typingctx, bits):
-    """The float32 whose bit pattern is the low 32 bits of the integer ``bits``.
-
-    Scalar fields are decoded from page bytes with this, not with ``page[a:b].view(...)``:
-    a view costs about 30 ns in compiled code, a bit cast nothing.
-    """
-    if not isinstance(bits, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        value = args[0]
-        i32 = context.get_value_type(types.uint32)
-        if bits.bitwidth > 32:
-            value = builder.trunc(value, i32)
-        elif bits.bitwidth < 32:
-            value = builder.zext(value, i32)
-        return builder.bitcast(value, context.get_value_type(types.float32))
-
-    return types.float32(bits), codegen
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _u32_at(page, off):
-    """Little-endian uint32 at byte ``off`` of a uint8 array (as int64)."""
-    return (np.int64(page[off]) | (np.int64(page[off + 1]) << 8) | (np.int64(page[off + 2]) << 16)
-            | (np.int64(page[off + 3]) << 24))
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _f32_at(page, off):
-    """Little-endian float32 at byte ``off`` of a uint8 array (as float64)."""
-    return np.float64(_f32_from_bits(_u32_at(page, off)))
-
-
 @numba.njit(cache=True, nogil=True, inline="always")
 def leaf_header(page):
     """(count, prev_page, next_page, key_min, key_step, key_max, id_bits) of a leaf page (uint8 array).
@@ -100,13 +65,13 @@ def leaf_header(page):
     Pages are -1 where there is no neighbour.
     """
     count = np.int64(page[2]) | (np.int64(page[3]) << 8)
-    prev = _u32_at(page, 4)
-    nxt = _u32_at(page, 8)
+    prev = u32_at(page, 4)
+    nxt = u32_at(page, 8)
     if prev == 0xFFFFFFFF:
         prev = -1
     if nxt == 0xFFFFFFFF:
         nxt = -1
-    return count, prev, nxt, _f32_at(page, 12), _f32_at(page, 16), _f32_at(page, 20), np.int64(page[1])
+    return count, prev, nxt, f32_at(page, 12), f32_at(page, 16), f32_at(page, 20), np.int64(page[1])
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -213,7 +178,7 @@ def inner_count(page):
 @numba.njit(cache=True, nogil=True, inline="always")
 def inner_key(page, i):
     """Smallest key of child i's subtree (float32, returned as float64)."""
-    return _f32_at(page, INNER_KEYS_OFFSET + 4 * i)
+    return f32_at(page, INNER_KEYS_OFFSET + 4 * i)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -231,4 +196,4 @@ def inner_child(page, key):
             hi = mid
     i = lo - 1 if lo > 0 else 0
     off = INNER_KEYS_OFFSET + 4 * c + 4 * i
-    return i, _u32_at(page, off)
+    return i, u32_at(page, off)

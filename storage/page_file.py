@@ -38,8 +38,6 @@ __all__ = ["PageFile"]
 _U32 = struct.Struct("<I")
 _TRAILER = struct.Struct("<II")  # page number, CRC32
 _U32_LE = np.dtype("<u4")
-
-
 _WRITE_BUFFER_BYTES = 4 << 20
 
 
