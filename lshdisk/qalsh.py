@@ -229,7 +229,7 @@ class QALSHSearcher:
 
     def _touched_capacity(self):
         """Length of the list of ids a query touched. Past n / 8 ids the scan stops listing
-        them: zeroing every count (2 n bytes) is then cheaper than zeroing them one by one."""
+        them: zeroing every count (n or 2 n bytes) is then cheaper than zeroing them one by one."""
         return max(64, self.n // 8)
 
     def describe(self):
