@@ -20,6 +20,14 @@ rightmost pages read so far, held in memory with the position counted up to in e
 round reads only pages it has not read yet, and a boundary page holding both old and new
 buckets is counted from memory, never read twice.
 
+Batches. Which runs a round needs is known from the directory alone (a held boundary page
+is left behind when its first or last bucket is in the new range), so the runs of several
+tables are planned, read with one call in the order the scan takes them, then counted by
+one kernel. Tables are batched only while fewer ids than the candidates still allowed are
+within reach of l collisions (an id gains at most one collision per table), so T2 cannot
+stop the search inside a batch; near that point, one run at a time. The pages read and their
+order are the same either way (tested).
+
 Directory. After the last table come directory pages: for every data page, its first and
 last bucket (8 bytes). A query reads the whole directory region once, at its start, with
 counted page reads (``ceil(data pages / 510)`` pages with 4 KiB pages, one seek: 23 pages on
@@ -82,13 +90,18 @@ from storage import PageFile, id_bits_for
 from storage.extsort import MIN_MEMORY_LIMIT_BYTES, ExternalSorter
 from storage.sorted_run import (DirectoryInfo, SortedRunWriter, check_data_pages,
                                 directory_entries_per_page, read_directory)
-from ._kernels.c2lsh import (BAD_PAGE, CAP_REACHED, ROUND_DONE, STATE_FIELDS, absorb, advance,
-                             all_counted, buckets_from_keys, projection_keys, query_buckets,
-                             reset_counts, sample_knn_sqdist)
+from ._kernels.c2lsh import (BAD_PAGE, CAP_REACHED, PLAN_MISMATCH, ROUND_DONE, RUN_FIRST,
+                             RUN_PAGES, RUN_TABLE, STATE_FIELDS, absorb, advance, advance_batch,
+                             all_counted, buckets_from_keys, plan_batch, projection_keys,
+                             query_buckets, reset_counts, sample_knn_sqdist)
+from ._kernels.qalsh_rounds import NEAR_TABLES, safe_tables
 from ._kernels.projection import project_one, project_rows
 
 __all__ = ["C2LSHBuilder", "C2LSHSearcher", "TABLES_FILE", "TABLES_KIND", "draw_hash",
            "choose_unit", "b_scale", "bucket_origin"]
+
+#: Bytes of table pages one planned batch of a round may read ahead (per open searcher).
+RUN_BUFFER_BYTES = 1 << 20
 
 TABLES_FILE = "tables.pages"
 TABLES_KIND = "sortedrun"
@@ -389,8 +402,9 @@ class C2LSHSearcher:
     Notes
     -----
     Memory per open searcher: 2 m pages (the tables' boundary pages), 16 bytes per data page
-    (the decoded directory) plus the directory pages, and 6 bytes per data point (uint16
-    collision counts, uint32 list of the points a query touched).
+    (the decoded directory) plus the directory pages, a read-ahead buffer of
+    ``RUN_BUFFER_BYTES`` (1 MiB), and 2.5 bytes per data point (uint16 collision counts, a
+    uint32 list of the first n / 8 points a query touched).
     """
 
     def __init__(self, open_file, meta, arrays, params, vectors):
@@ -425,7 +439,11 @@ class C2LSHSearcher:
         self._qb = np.empty(self.m, dtype=np.int64)
         self._request = np.zeros(2, dtype=np.int64)
         self._counts = np.zeros(self.n, dtype=np.uint16)
-        self._touched = np.empty(self.n, dtype=np.uint32)
+        # Ids a query touched, listed up to n / 8 of them (then all counts are zeroed).
+        self._touched = np.empty(max(64, self.n // 8), dtype=np.uint32)
+        self._plan = np.zeros((2 * self.m, 4), dtype=np.int64)
+        self._run_pages = max(1, RUN_BUFFER_BYTES // pf.page_size)
+        self._run_buf = np.zeros((self._run_pages, pf.page_size), dtype=np.uint8)
 
     def describe(self):
         """The index structure, for ``lshdisk info``."""
@@ -473,36 +491,55 @@ class C2LSHSearcher:
         cap = self.candidate_cap(k)
         cands = np.empty(cap, dtype=np.int64)
         cand_sq = np.empty(cap, dtype=np.float64)
-        nums = np.array([0, 0, cap], dtype=np.int64)
+        floor = max(1, l - NEAR_TABLES)
+        nums = np.array([0, 0, cap, 0, floor], dtype=np.int64)
+        reached = np.zeros(l + 1, dtype=np.int64)
         q64 = q.astype(np.float64)
         counts, touched = self._counts, self._touched
         tdir, tcount, tfirst = self._tdir, self._tcount, self._tfirst
+        plan, run_buf = self._plan, self._run_buf
         origin = self.origin
+        m = self.m
         n_verified = 0
         radius = 1
         try:
             while True:
                 t = 0
                 capped = False
-                while True:
-                    status, t = advance(t, radius, origin, qb, state, lpages, rpages, tdir,
-                                        tcount, dir_first, dir_last, counts, l, touched, cands,
-                                        nums, req)
-                    if status == ROUND_DONE:
-                        break
+                while t < m:
+                    # Tables whose runs cannot bring the candidates to the cap are planned
+                    # from the directory and read together; near the cap, or for a table
+                    # larger than the run buffer, one run at a time (the same pages, in the
+                    # same order, either way).
+                    g = safe_tables(nums, l, m - t, reached, floor)
+                    t_end, n_runs = t, 0
+                    if g and not pf.buffer_pool.capacity_bytes:
+                        t_end, n_runs = plan_batch(t, t + g, self._run_pages, radius, origin, qb,
+                                                   state, tdir, tcount, dir_first, dir_last, plan)
+                    if t_end > t:
+                        if n_runs:
+                            runs = plan[:n_runs]
+                            pf.read_runs_into(tfirst[runs[:, RUN_TABLE]] + runs[:, RUN_FIRST],
+                                              runs[:, RUN_PAGES], run_buf)
+                        status, t_at, r = advance_batch(
+                            t, t_end, radius, origin, qb, state, lpages, rpages, tdir, tcount,
+                            dir_first, dir_last, counts, l, touched, cands, nums, reached, req,
+                            plan, n_runs, run_buf)
+                        if status == PLAN_MISMATCH:
+                            raise RuntimeError(f"C2LSH planned pages disagree with the scan at "
+                                               f"table {t_at}, run {r}")
+                        if status == BAD_PAGE:
+                            row = int(plan[:r, RUN_PAGES].sum())
+                            n = int(plan[r, RUN_PAGES])
+                            check_data_pages(pf, run_buf[row:row + n, :pf.payload_size],
+                                             int(tfirst[t_at] + plan[r, RUN_FIRST]))
+                        t = t_end
+                    else:
+                        status, t = self._advance_runs(t, t + 1, radius, qb, dir_first, dir_last,
+                                                       cands, nums, reached)
                     if status == CAP_REACHED:
                         capped = True
                         break
-                    first, count = int(req[0]), int(req[1])
-                    page_no = int(tfirst[t]) + first
-                    block = pf.read_run(page_no, count)
-                    status = absorb(status, t, radius, origin, qb, block, first, state, lpages,
-                                    rpages, counts, l, touched, cands, nums)
-                    if status == CAP_REACHED:
-                        capped = True
-                        break
-                    if status == BAD_PAGE:
-                        check_data_pages(pf, block, page_no)  # raises CorruptPageError
                 n_cands = int(nums[1])
                 if n_cands > n_verified:
                     cand_sq[n_verified:n_cands] = self.vectors.sq_distances(
@@ -520,3 +557,28 @@ class C2LSHSearcher:
         finally:
             reset_counts(counts, touched, nums[0])
         return cand_sq[:n_verified].copy(), cands[:n_verified].copy()
+
+    def _advance_runs(self, t_start, t_stop, radius, qb, dir_first, dir_last, cands, nums,
+                      reached):
+        """:func:`advance` over tables t_start .. t_stop - 1, reading each run it asks for
+        when it asks (one :meth:`PageFile.read_run`, bypassing the buffer pool). Returns
+        (status, t): ROUND_DONE (t = t_stop) or CAP_REACHED."""
+        pf = self.tables_file
+        state, lpages, rpages, req = self._state, self._lpages, self._rpages, self._request
+        counts, touched, l = self._counts, self._touched, self.params.l
+        t = t_start
+        while True:
+            status, t = advance(t, t_stop, radius, self.origin, qb, state, lpages, rpages,
+                                self._tdir, self._tcount, dir_first, dir_last, counts, l,
+                                touched, cands, nums, reached, req)
+            if status in (ROUND_DONE, CAP_REACHED):
+                return status, t
+            first, count = int(req[0]), int(req[1])
+            page_no = int(self._tfirst[t]) + first
+            block = pf.read_run(page_no, count)
+            status = absorb(status, t, radius, self.origin, qb, block, first, state, lpages,
+                            rpages, counts, l, touched, cands, nums, reached)
+            if status == CAP_REACHED:
+                return status, t
+            if status == BAD_PAGE:
+                check_data_pages(pf, block, page_no)  # raises CorruptPageError

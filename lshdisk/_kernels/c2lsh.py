@@ -151,12 +151,16 @@ def _interval(qb, origin, radius):
 
 
 @numba.njit(cache=True, nogil=True)
-def count_ids(page, e0, e1, counts, l, touched, cands, nums):
+def count_ids(page, e0, e1, counts, l, touched, cands, nums, reached):
     """Collision counting over entries e0 .. e1 - 1 of a data page.
 
-    Each id gets one more collision; at exactly ``l`` it is appended to ``cands``. ``nums``
-    is int64 ``[n_touched, n_cands, cap]``. Returns True when n_cands reaches cap (the
-    remaining entries are left uncounted).
+    Each id gets one more collision; at exactly ``l`` it is appended to ``cands``. An id's
+    first collision appends it to ``touched`` while that list has room (see
+    :func:`reset_counts`). ``nums`` is int64 ``[n_touched, n_cands, cap, max_count, floor]``: max_count is the largest
+    collision count so far, and ``reached[c]`` (int64, length l + 1) counts the ids that
+    have reached c collisions for c from ``floor`` to l (for :func:`lshdisk._kernels.
+    qalsh_rounds.safe_tables`). Returns True when n_cands reaches cap (the remaining
+    entries are left uncounted).
     """
     if e1 <= e0:
         return False
@@ -164,31 +168,24 @@ def count_ids(page, e0, e1, counts, l, touched, cands, nums):
     n_touched = nums[0]
     n_cands = nums[1]
     cap = nums[2]
+    max_count = nums[3]
+    floor = nums[4]
+    watch = min(max_count, floor - 1)  # counts above it take the branch keeping the rest exact
+    track_limit = touched.shape[0]
     capped = False
-    if id_bits == 16:  # byte-aligned ids: the common case of 32,769 .. 65,536 points
-        b = ids_offset + 2 * e0
-        for _ in range(e0, e1):
+    aligned = id_bits == 16  # byte-aligned ids: the common case of 32,769 .. 65,536 points
+    b = ids_offset + 2 * e0
+    bit = e0 * id_bits
+    byte = ids_offset + (bit >> 3)
+    acc = np.uint64(page[byte]) >> np.uint64(bit & 7)
+    have = 8 - (bit & 7)
+    byte += 1
+    mask = (np.uint64(1) << np.uint64(id_bits)) - np.uint64(1)
+    for _ in range(e0, e1):
+        if aligned:
             i = np.int64(page[b]) | (np.int64(page[b + 1]) << 8)
             b += 2
-            c = counts[i] + 1
-            counts[i] = c
-            if c == 1:
-                touched[n_touched] = i
-                n_touched += 1
-            if c == l:
-                cands[n_cands] = i
-                n_cands += 1
-                if n_cands >= cap:
-                    capped = True
-                    break
-    else:
-        bit = e0 * id_bits
-        byte = ids_offset + (bit >> 3)
-        acc = np.uint64(page[byte]) >> np.uint64(bit & 7)
-        have = 8 - (bit & 7)
-        byte += 1
-        mask = (np.uint64(1) << np.uint64(id_bits)) - np.uint64(1)
-        for _ in range(e0, e1):
+        else:
             while have < id_bits:
                 acc |= np.uint64(page[byte]) << np.uint64(have)
                 have += 8
@@ -196,38 +193,47 @@ def count_ids(page, e0, e1, counts, l, touched, cands, nums):
             i = np.int64(acc & mask)
             acc >>= np.uint64(id_bits)
             have -= id_bits
-            c = counts[i] + 1
-            counts[i] = c
+        c = counts[i] + 1
+        counts[i] = c
+        if n_touched < track_limit:  # until the list is full (then the reset zeroes all)
             if c == 1:
                 touched[n_touched] = i
                 n_touched += 1
-            if c == l:
-                cands[n_cands] = i
-                n_cands += 1
-                if n_cands >= cap:
-                    capped = True
-                    break
+        if c > watch:  # rare: a new largest count, or a count from floor on (the same
+            # bookkeeping as the QALSH scan's, lshdisk._kernels.qalsh_rounds._take, which keeps
+            # its own copy in its counts' integer type: a shared helper measured slower there)
+            if c > max_count:
+                max_count = c
+            if floor <= c <= l:  # each id reaches each count once
+                reached[c] += 1
+                if c == l:
+                    cands[n_cands] = i
+                    n_cands += 1
+                    if n_cands >= cap:
+                        capped = True
+                        break
+            watch = min(max_count, floor - 1)
     nums[0] = n_touched
     nums[1] = n_cands
+    nums[3] = max_count
     return capped
 
 
 @numba.njit(cache=True, nogil=True)
-def advance(t_start, radius, origin, qb, state, lpages, rpages, tdir, tcount, dir_first,
-            dir_last, counts, l, touched, cands, nums, request):
-    """One round of virtual rehashing at ``radius``, over tables t_start, t_start + 1, ...
+def advance(t_start, t_stop, radius, origin, qb, state, lpages, rpages, tdir, tcount,
+            dir_first, dir_last, counts, l, touched, cands, nums, reached, request):
+    """One round of virtual rehashing at ``radius``, over tables t_start .. t_stop - 1.
 
     For each table, extends the counted buckets to the level-``radius`` bucket of the query
     (left and right of what was counted), counting the entries held in its boundary pages.
     Returns ``(status, t)``: NEED_INIT / NEED_LEFT / NEED_RIGHT when table t needs its pages
     ``request[0] .. request[0] + request[1] - 1`` (indices within the table): read them and
-    call :func:`absorb`, then call again from t; CAP_REACHED; ROUND_DONE (t = m).
+    call :func:`absorb`, then call again from t; CAP_REACHED; ROUND_DONE (t = t_stop).
 
     tdir, tcount: int64 (m,), each table's first directory entry and page count; dir_first,
     dir_last: int64, first and last bucket of every data page (by directory entry).
     """
-    m = qb.shape[0]
-    for t in range(t_start, m):
+    for t in range(t_start, t_stop):
         lo, hi = _interval(qb[t], origin, radius)
         d0 = tdir[t]
         npg = tcount[t]
@@ -245,7 +251,7 @@ def advance(t_start, radius, origin, qb, state, lpages, rpages, tdir, tcount, di
         if lo < state[t, LO]:
             page = lpages[t]
             e0, _ = entry_range(page, lo, state[t, LO] - 1)
-            if count_ids(page, e0, state[t, EL], counts, l, touched, cands, nums):
+            if count_ids(page, e0, state[t, EL], counts, l, touched, cands, nums, reached):
                 return CAP_REACHED, t
             state[t, EL] = e0
             pl = state[t, PL]
@@ -258,7 +264,7 @@ def advance(t_start, radius, origin, qb, state, lpages, rpages, tdir, tcount, di
         if hi > state[t, HI]:
             page = rpages[t]
             _, e1 = entry_range(page, state[t, HI] + 1, hi)
-            if count_ids(page, state[t, ER], e1, counts, l, touched, cands, nums):
+            if count_ids(page, state[t, ER], e1, counts, l, touched, cands, nums, reached):
                 return CAP_REACHED, t
             state[t, ER] = e1
             pr = state[t, PR]
@@ -269,12 +275,12 @@ def advance(t_start, radius, origin, qb, state, lpages, rpages, tdir, tcount, di
                 request[1] = pe - pr
                 return NEED_RIGHT, t
             state[t, HI] = hi
-    return ROUND_DONE, m
+    return ROUND_DONE, t_stop
 
 
 @numba.njit(cache=True, nogil=True)
 def absorb(kind, t, radius, origin, qb, block, first, state, lpages, rpages, counts, l,
-           touched, cands, nums):
+           touched, cands, nums, reached):
     """Count the entries of pages just read for table t (``block``: payloads of its pages
     first .. first + len(block) - 1) whose buckets are new in this round, and make the
     outermost of them the table's boundary page(s). Returns CAP_REACHED if the cap was
@@ -296,7 +302,7 @@ def absorb(kind, t, radius, origin, qb, block, first, state, lpages, rpages, cou
             first_e0 = e0
         if i == nb - 1:
             last_e1 = e1
-        if count_ids(block[i], e0, e1, counts, l, touched, cands, nums):
+        if count_ids(block[i], e0, e1, counts, l, touched, cands, nums, reached):
             return CAP_REACHED
     if kind == NEED_INIT or kind == NEED_LEFT:
         copy_row(block[0], lpages[t])
@@ -314,6 +320,99 @@ def absorb(kind, t, radius, origin, qb, block, first, state, lpages, rpages, cou
     return ROUND_DONE
 
 
+#: Columns of the run plan of :func:`plan_batch`: table, kind (NEED_*), first page within the
+#: table, pages.
+RUN_TABLE, RUN_KIND, RUN_FIRST, RUN_PAGES = 0, 1, 2, 3
+#: Status of :func:`advance_batch` when the pages it was given are not the ones it needs.
+PLAN_MISMATCH = 6
+
+
+@numba.njit(cache=True, nogil=True)
+def plan_batch(t_start, t_stop, budget, radius, origin, qb, state, tdir, tcount, dir_first,
+               dir_last, runs):
+    """The runs of table pages :func:`advance` will ask for over tables t_start .. t_stop - 1
+    in this round, in the order it asks, if the cap is not reached meanwhile; at most
+    ``budget`` pages.
+
+    Decided from the directory alone: a held left page is left behind (the scan goes on to
+    the pages before it) when its first bucket is in the new range, a held right page when
+    its last bucket is. Fills ``runs`` (int64 (>= 2 (t_stop - t_start), 4): RUN_TABLE,
+    RUN_KIND, RUN_FIRST, RUN_PAGES) and returns (t_end, n_runs): the plan covers tables
+    t_start .. t_end - 1 whole (t_end = t_start if the first table alone needs more than
+    ``budget`` pages).
+    """
+    n = 0
+    pages = 0
+    for t in range(t_start, t_stop):
+        lo, hi = _interval(qb[t], origin, radius)
+        d0 = tdir[t]
+        npg = tcount[t]
+        n_t = n
+        if state[t, LOADED] == 0:
+            ps = _lower_bound(dir_last, d0, d0 + npg, lo) - d0
+            pe = _upper_bound(dir_first, d0, d0 + npg, hi) - d0 - 1
+            if ps <= pe:
+                runs[n_t, RUN_TABLE], runs[n_t, RUN_KIND] = t, NEED_INIT
+                runs[n_t, RUN_FIRST], runs[n_t, RUN_PAGES] = ps, pe - ps + 1
+                n_t += 1
+        else:
+            if lo < state[t, LO]:
+                pl = state[t, PL]
+                if dir_first[d0 + pl] >= lo and pl > 0 and dir_last[d0 + pl - 1] >= lo:
+                    ps = _lower_bound(dir_last, d0, d0 + pl, lo) - d0
+                    runs[n_t, RUN_TABLE], runs[n_t, RUN_KIND] = t, NEED_LEFT
+                    runs[n_t, RUN_FIRST], runs[n_t, RUN_PAGES] = ps, pl - ps
+                    n_t += 1
+            if hi > state[t, HI]:
+                pr = state[t, PR]
+                if dir_last[d0 + pr] <= hi and pr < npg - 1 and dir_first[d0 + pr + 1] <= hi:
+                    pe = _upper_bound(dir_first, d0 + pr + 1, d0 + npg, hi) - d0 - 1
+                    runs[n_t, RUN_TABLE], runs[n_t, RUN_KIND] = t, NEED_RIGHT
+                    runs[n_t, RUN_FIRST], runs[n_t, RUN_PAGES] = pr + 1, pe - pr
+                    n_t += 1
+        need = 0
+        for r in range(n, n_t):
+            need += runs[r, RUN_PAGES]
+        if pages + need > budget:
+            return t, n
+        pages += need
+        n = n_t
+    return t_stop, n
+
+
+@numba.njit(cache=True, nogil=True)
+def advance_batch(t_start, t_stop, radius, origin, qb, state, lpages, rpages, tdir, tcount,
+                  dir_first, dir_last, counts, l, touched, cands, nums, reached, request, runs,
+                  n_runs, buf):
+    """:func:`advance` over tables t_start .. t_stop - 1 with the pages of the plan of
+    :func:`plan_batch` already read, run after run, into the rows of ``buf``; each run is
+    given to :func:`absorb` when advance asks for it.
+
+    Returns (status, t, r): ROUND_DONE, CAP_REACHED (not expected: plans are made only where
+    the cap cannot be reached), BAD_PAGE (run r is not made of data pages), or PLAN_MISMATCH
+    (advance asked for pages other than run r's: a bug).
+    """
+    r = 0
+    row = 0
+    t = t_start
+    while True:
+        status, t = advance(t, t_stop, radius, origin, qb, state, lpages, rpages, tdir, tcount,
+                            dir_first, dir_last, counts, l, touched, cands, nums, reached,
+                            request)
+        if status == ROUND_DONE or status == CAP_REACHED:
+            return status, t, r
+        if (r >= n_runs or runs[r, RUN_TABLE] != t or runs[r, RUN_KIND] != status
+                or runs[r, RUN_FIRST] != request[0] or runs[r, RUN_PAGES] != request[1]):
+            return PLAN_MISMATCH, t, r
+        n = request[1]
+        status = absorb(status, t, radius, origin, qb, buf[row:row + n], request[0], state,
+                        lpages, rpages, counts, l, touched, cands, nums, reached)
+        if status != ROUND_DONE:
+            return status, t, r
+        row += n
+        r += 1
+
+
 @numba.njit(cache=True, nogil=True)
 def all_counted(state, key_min, key_max, tcount):
     """True when every table's counted buckets cover all its entries."""
@@ -327,6 +426,10 @@ def all_counted(state, key_min, key_max, tcount):
 
 @numba.njit(cache=True, nogil=True)
 def reset_counts(counts, touched, n_touched):
-    """Zero the collision counts of the ids touched by one query."""
-    for j in range(n_touched):
-        counts[touched[j]] = 0
+    """Zero the collision counts of one query's ids: ``touched[:n_touched]``, or every count
+    if the list is full (the scan stopped listing ids: zeroing all is then cheaper)."""
+    if n_touched >= touched.shape[0]:
+        counts[:] = 0
+    else:
+        for j in range(n_touched):
+            counts[touched[j]] = 0

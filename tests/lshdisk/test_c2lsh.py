@@ -498,3 +498,66 @@ def test_c2lsh_mnist_reaches_the_reference_code(mnist_dir, mnist_queries, tmp_pa
     x = np.fromfile(mnist_dir / "Mnist.ds", dtype=np.uint8).reshape(60000, 50)
     true = np.sqrt(((x[I].astype(np.float64) - mnist_queries.q[:, None, :]) ** 2).sum(-1))
     np.testing.assert_allclose(D, true, rtol=1e-5)
+
+
+def _logged_search(index, q, k):
+    """search() with the table-file runs it reads, in order, as (first page, pages), and the
+    number of read calls."""
+    pf = index._searcher.tables_file
+    read_run, read_runs_into = pf.read_run, pf.read_runs_into
+    log = []
+    calls = [0]
+
+    def one(first, count):
+        log.append((int(first), int(count)))
+        calls[0] += 1
+        return read_run(first, count)
+
+    def many(firsts, counts, out):
+        log.extend((int(f), int(c)) for f, c in zip(firsts, counts))
+        calls[0] += 1
+        return read_runs_into(firsts, counts, out)
+
+    pf.read_run, pf.read_runs_into = one, many
+    try:
+        D, I, stats = index.search(q, k, return_stats=True)
+    finally:
+        pf.read_run, pf.read_runs_into = read_run, read_runs_into
+    return D, I, stats, log, calls[0]
+
+
+@pytest.mark.parametrize("k", [1, 10, 60])
+def test_c2lsh_planned_batches_read_what_the_run_by_run_scan_reads(clustered, c2lsh_clustered,
+                                                                   monkeypatch, k):
+    """Runs planned from the directory for several tables and read together are the runs the
+    scan would ask for one at a time, in the same order: same answers, pages and seeks."""
+    path = c2lsh_clustered[0]
+    q = clustered.q[:25]
+    with lshdisk.open(path) as index:
+        D0, I0, s0, batched, batched_calls = _logged_search(index, q, k)
+    monkeypatch.setattr("lshdisk.c2lsh.safe_tables", lambda *a: 0)  # every run on its own
+    with lshdisk.open(path) as index:
+        D1, I1, s1, one_by_one, calls = _logged_search(index, q, k)
+    assert calls == len(one_by_one) and batched_calls < calls / 4  # the batches are used
+    assert batched == one_by_one
+    np.testing.assert_array_equal(I0, I1)
+    np.testing.assert_array_equal(D0, D1)
+    np.testing.assert_array_equal(s0.page_reads, s1.page_reads)
+    np.testing.assert_array_equal(s0.seeks, s1.seeks)
+    np.testing.assert_array_equal(s0.candidates, s1.candidates)
+
+
+@pytest.mark.parametrize("capacity", [1, 64, None])
+def test_c2lsh_counts_are_zero_after_each_query_whether_or_not_touched_ids_overflow(
+        clustered, c2lsh_clustered, capacity):
+    path, D0, I0, s0, _ = c2lsh_clustered
+    q = clustered.q[:20]
+    with lshdisk.open(path) as index:
+        searcher = index._searcher
+        searcher._touched = np.empty(capacity or searcher.n, dtype=np.uint32)
+        for i in range(q.shape[0]):
+            D, I, st = index.search(q[i], clustered.k, return_stats=True)
+            assert not searcher._counts.any()
+            np.testing.assert_array_equal(I, I0[i:i + 1])
+            np.testing.assert_array_equal(D, D0[i:i + 1])
+            assert st.page_reads[0] == s0.page_reads[i]
