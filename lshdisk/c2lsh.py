@@ -510,7 +510,9 @@ class C2LSHSearcher:
                     # Tables whose runs cannot bring the candidates to the cap are planned
                     # from the directory and read together; near the cap, or for a table
                     # larger than the run buffer, one run at a time (the same pages, in the
-                    # same order, either way).
+                    # same order, either way). With a buffer pool, always one run at a time:
+                    # read_run bypasses the pool (a scan must not flush it), read_runs_into
+                    # goes through it page by page.
                     g = safe_tables(nums, l, m - t, reached, floor)
                     t_end, n_runs = t, 0
                     if g and not pf.buffer_pool.capacity_bytes:

@@ -179,8 +179,8 @@ class VectorStore:
         n_runs = plan_point_pages(ids, self.points_per_page, row_of, slot_of, firsts, n_pages)
         n_rows = int(row_of.max()) + 1
         if self._pages.shape[0] < n_rows:
-            self._pages = np.empty((max(n_rows, 2 * self._pages.shape[0]), self.page_file.page_size),
-                                   dtype=np.uint8)
+            rows = max(n_rows, 2 * self._pages.shape[0])
+            self._pages = np.empty((rows, self.page_file.page_size), dtype=np.uint8)
         self.page_file.read_runs_into(firsts[:n_runs], n_pages[:n_runs], self._pages)
         used = self.points_per_page * self.row_bytes
         blocks = self._pages[:n_rows, :used].view(self.dtype).reshape(

@@ -68,7 +68,8 @@ def zlib_ng_crc32():
             try:
                 from zlib_ng import zlib_ng
 
-                address = ctypes.cast(ctypes.CDLL(zlib_ng.__file__).zng_crc32, ctypes.c_void_p).value
+                fn = ctypes.CDLL(zlib_ng.__file__).zng_crc32
+                address = ctypes.cast(fn, ctypes.c_void_p).value
             except (ImportError, OSError, AttributeError):
                 address = None
         if address is not None:
@@ -90,8 +91,8 @@ def _call_crc32(typingctx, address, buf_address, n_bytes):
         i32 = ir.IntType(32)
         fnty = ir.FunctionType(i32, [i32, ir.IntType(8).as_pointer(), i32])
         fn = builder.inttoptr(addr, fnty.as_pointer())
-        crc = builder.call(fn, [ir.Constant(i32, 0), builder.inttoptr(buf, ir.IntType(8).as_pointer()),
-                                builder.trunc(n, i32)])
+        bytes_ptr = builder.inttoptr(buf, ir.IntType(8).as_pointer())
+        crc = builder.call(fn, [ir.Constant(i32, 0), bytes_ptr, builder.trunc(n, i32)])
         return builder.zext(crc, ir.IntType(64))
 
     return sig, codegen
@@ -114,8 +115,8 @@ def _call_pread(typingctx, address, fd, buf_address, n_bytes, offset):
         i64, i32 = ir.IntType(64), ir.IntType(32)
         fnty = ir.FunctionType(i64, [i32, ir.IntType(8).as_pointer(), i64, i64])
         fn = builder.inttoptr(addr, fnty.as_pointer())
-        return builder.call(fn, [builder.trunc(fd_, i32), builder.inttoptr(buf, ir.IntType(8).as_pointer()),
-                                 n, off])
+        bytes_ptr = builder.inttoptr(buf, ir.IntType(8).as_pointer())
+        return builder.call(fn, [builder.trunc(fd_, i32), bytes_ptr, n, off])
 
     return sig, codegen
 

@@ -10,8 +10,8 @@ reference codes), and compares with the exact ground truth Mnist.gt2.0. Each k i
 --repeat times; CPU time per query is reported for the fastest pass ("cpu ms", the timeit
 convention: other passes only add interference from the machine) and the median pass
 ("cpu med"). Answers and I/O counts are the same in every pass. The index is built --builds
-times; the fastest and the median build time are printed. With --repeat-build, builds a second time with the same seed and checks that every page file is
-byte-identical.
+times; the fastest and the median build time are printed. With --repeat-build, builds a
+second time with the same seed and checks that every page file is byte-identical.
 """
 
 import argparse

@@ -156,11 +156,11 @@ def count_ids(page, e0, e1, counts, l, touched, cands, nums, reached):
 
     Each id gets one more collision; at exactly ``l`` it is appended to ``cands``. An id's
     first collision appends it to ``touched`` while that list has room (see
-    :func:`reset_counts`). ``nums`` is int64 ``[n_touched, n_cands, cap, max_count, floor]``: max_count is the largest
-    collision count so far, and ``reached[c]`` (int64, length l + 1) counts the ids that
-    have reached c collisions for c from ``floor`` to l (for :func:`lshdisk._kernels.
-    qalsh_rounds.safe_tables`). Returns True when n_cands reaches cap (the remaining
-    entries are left uncounted).
+    :func:`reset_counts`). ``nums`` is int64 ``[n_touched, n_cands, cap, max_count, floor]``:
+    max_count is the largest collision count so far, and ``reached[c]`` (int64, length
+    l + 1) counts the ids that have reached c collisions for c from ``floor`` to l (for
+    :func:`lshdisk._kernels.qalsh_rounds.safe_tables`). Returns True when n_cands reaches
+    cap (the remaining entries are left uncounted).
     """
     if e1 <= e0:
         return False

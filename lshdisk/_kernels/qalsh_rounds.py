@@ -198,8 +198,8 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
     ``|key - qproj[t]| <= half_width``, entering planned leaves from ``run_buf``.
 
     ``counts`` (uint8 or uint16, one per point; the type must hold m) gives each point's
-    collision count. Each entry taken gives its id one more collision; at exactly ``l`` collisions the id is
-    appended to ``cands``. An id's first collision appends it to ``touched`` while that list
+    collision count. Each entry taken gives its id one more collision; at exactly ``l``
+    collisions the id is appended to ``cands``. An id's first collision appends it to ``touched`` while that list
     has room; once it is full the ids are no longer listed (zeroing every count then costs
     less than zeroing them one by one: see :func:`reset_query`). ``nums`` is int64
     ``[n_touched, n_cands, cap, max_count]`` (the largest collision count so far), updated
