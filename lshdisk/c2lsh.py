@@ -93,8 +93,8 @@ from storage.sorted_run import (DirectoryInfo, SortedRunWriter, check_data_pages
 from ._kernels.c2lsh import (BAD_PAGE, CAP_REACHED, PLAN_MISMATCH, ROUND_DONE, RUN_FIRST,
                              RUN_PAGES, RUN_TABLE, STATE_FIELDS, absorb, advance, advance_batch,
                              all_counted, buckets_from_keys, plan_batch, projection_keys,
-                             query_buckets, reset_counts, sample_knn_sqdist)
-from ._kernels.qalsh_rounds import NEAR_TABLES, safe_tables
+                             query_buckets, sample_knn_sqdist)
+from ._kernels.counting import FLOOR, N_TOUCHED, new_counting, reset_counts, safe_tables
 from ._kernels.projection import project_one, project_rows
 
 __all__ = ["C2LSHBuilder", "C2LSHSearcher", "TABLES_FILE", "TABLES_KIND", "draw_hash",
@@ -384,38 +384,43 @@ class C2LSHBuilder:
 
 
 class C2LSHSearcher:
-    """c-k-ANN search over an open C2LSH index (SIGMOD 2012, Section 4; see the module
-    docstring for the disk layout and deviations).
+    """One round of C2LSH's virtual rehashing at a time, over an open C2LSH index (SIGMOD
+    2012, Section 4; see the module docstring for the disk layout and deviations). The loop
+    around the rounds (candidates, verification, termination) is
+    :class:`lshdisk.search.RoundSearch`'s.
 
     Parameters
     ----------
     open_file : callable
-        ``open_file(name, kind)`` opens one of the index's page files with its shared counter
-        and buffer pool.
+        ``open_file(name, kind)`` opens one of the index's page files with the searcher's
+        counter and the index's buffer pool.
     meta : dict
         The index metadata written by :meth:`C2LSHBuilder.finish`.
     arrays : dict of ndarray
         ``"c2lsh/a"`` (float32 (m, d)) and ``"c2lsh/b"`` (float64 (m,)).
     params : C2LSHParams
-    vectors : VectorStore
+    n : int
+        Points in the index.
 
     Notes
     -----
-    Memory per open searcher: 2 m pages (the tables' boundary pages), 16 bytes per data page
+    Memory per searcher: 2 m pages (the tables' boundary pages), 16 bytes per data page
     (the decoded directory) plus the directory pages, a read-ahead buffer of
-    ``RUN_BUFFER_BYTES`` (1 MiB), and 2.5 bytes per data point (uint16 collision counts, a
-    uint32 list of the first n / 8 points a query touched).
+    ``RUN_BUFFER_BYTES`` (1 MiB), and 2 to 3 bytes per data point (uint8 or uint16 collision
+    counts, an int64 list of the first n / 8 points a query touched).
     """
 
-    def __init__(self, open_file, meta, arrays, params, vectors):
+    def __init__(self, open_file, meta, arrays, params, n):
         self.tables_file = pf = open_file(meta["files"]["tables"], TABLES_KIND)
         self.a = np.ascontiguousarray(arrays[meta["hash"]["a"]], dtype=np.float32)
         self.b = np.ascontiguousarray(arrays[meta["hash"]["b"]], dtype=np.float64)
         self.params = params
-        self.vectors = vectors
         self.meta = meta
         self.m = self.a.shape[0]
-        self.n = vectors.n
+        self.n = n
+        self.l = params.l
+        #: T1 holds when the k-th candidate lies within c R u.
+        self.c = params.c
         self.unit = float(meta["unit"]["u"])
         self.origin = int(meta["origin"])
         tables = meta["tables"]
@@ -438,12 +443,14 @@ class C2LSHSearcher:
         self._qproj = np.empty(self.m, dtype=np.float64)
         self._qb = np.empty(self.m, dtype=np.int64)
         self._request = np.zeros(2, dtype=np.int64)
-        self._counts = np.zeros(self.n, dtype=np.uint16)
         # Ids a query touched, listed up to n / 8 of them (then all counts are zeroed).
-        self._touched = np.empty(max(64, self.n // 8), dtype=np.uint32)
+        self.counting = new_counting(n, self.m, params.l, max(64, n // 8))
         self._plan = np.zeros((2 * self.m, 4), dtype=np.int64)
         self._run_pages = max(1, RUN_BUFFER_BYTES // pf.page_size)
         self._run_buf = np.zeros((self._run_pages, pf.page_size), dtype=np.uint8)
+        self._level = 1
+        self.radius = self.unit
+        self.c_radius = params.c * self.unit
 
     def describe(self):
         """The index structure, for ``lshdisk info``."""
@@ -454,120 +461,105 @@ class C2LSHSearcher:
                 "directory_pages": self.directory.n_pages,
                 "unit": self.unit, "origin": self.origin}
 
-    def candidate_cap(self, k):
-        """T2: stop after k + beta*n candidates."""
-        return k + int(math.ceil(self.params.beta * self.n - 1e-9))
+    def _set_level(self, level):
+        """Round radius ``level`` (a power of c, in bucket units): R = level u in data units."""
+        self._level = level
+        self.radius = level * self.unit
+        self.c_radius = self.params.c * level * self.unit
 
-    def search_one(self, q, k):
-        """Search one query.
+    def begin(self, q):
+        """Start a query: read the directory pages (one run), project q, take its buckets.
 
-        Disk access: the directory pages (one run), then per round and table at most one run
-        of table pages not read before (one seek each), then the vector pages of the round's
-        candidates in ascending order.
+        Disk access of a whole query: the directory pages, then per round and table at most
+        one run of table pages not read before (one seek each); the vector pages of each
+        round's candidates are read by the search loop.
+        """
+        p = self.params
+        read_directory(self.tables_file, self.directory, self._runs, buffer=self._dir_buf,
+                       first_out=self._dir_first, last_out=self._dir_last)
+        project_one(q, self.a, self._qproj)
+        query_buckets(self._qproj, self.b, self.unit, p.w, self._qb)
+        np.maximum(self._qb, self.origin, out=self._qb)
+        self._state[:] = 0
+        self._set_level(1)
 
-        Parameters
-        ----------
-        q : ndarray of float32, shape (d,)
-        k : int
+    def scan_round(self, radius_limit=math.inf):
+        """Count the buckets newly covered at the current radius in every table.
+
+        Tables whose runs cannot bring the candidates to the cap are planned from the
+        directory and read together; near the cap, or for a table larger than the run
+        buffer, one run at a time (the same pages, in the same order, either way). With a
+        buffer pool, always one run at a time: read_run bypasses the pool (a scan must not
+        flush it), read_runs_into goes through it page by page. ``radius_limit`` is not used.
 
         Returns
         -------
-        sq_dists : ndarray of float64, shape (c,)
-            Squared distances of all verified candidates (c <= k + beta*n).
-        ids : ndarray of int64, shape (c,)
+        bool
+            True if the candidate cap was reached.
         """
         p = self.params
-        c_ratio, l = p.c, p.l
+        l, m = p.l, self.m
         pf = self.tables_file
         state, lpages, rpages, qb, req = (self._state, self._lpages, self._rpages, self._qb,
                                           self._request)
-        read_directory(pf, self.directory, self._runs, buffer=self._dir_buf,
-                       first_out=self._dir_first, last_out=self._dir_last)
         dir_first, dir_last = self._dir_first, self._dir_last
-        project_one(q, self.a, self._qproj)
-        query_buckets(self._qproj, self.b, self.unit, p.w, qb)
-        np.maximum(qb, self.origin, out=qb)
-        state[:] = 0
-        cap = self.candidate_cap(k)
-        cands = np.empty(cap, dtype=np.int64)
-        cand_sq = np.empty(cap, dtype=np.float64)
-        floor = max(1, l - NEAR_TABLES)
-        nums = np.array([0, 0, cap, 0, floor], dtype=np.int64)
-        reached = np.zeros(l + 1, dtype=np.int64)
-        q64 = q.astype(np.float64)
-        counts, touched = self._counts, self._touched
+        counts, touched, cands, nums, reached = self.counting
+        floor = int(nums[FLOOR])
         tdir, tcount, tfirst = self._tdir, self._tcount, self._tfirst
         plan, run_buf = self._plan, self._run_buf
-        origin = self.origin
-        m = self.m
-        n_verified = 0
-        radius = 1
-        try:
-            while True:
-                t = 0
-                capped = False
-                while t < m:
-                    # Tables whose runs cannot bring the candidates to the cap are planned
-                    # from the directory and read together; near the cap, or for a table
-                    # larger than the run buffer, one run at a time (the same pages, in the
-                    # same order, either way). With a buffer pool, always one run at a time:
-                    # read_run bypasses the pool (a scan must not flush it), read_runs_into
-                    # goes through it page by page.
-                    g = safe_tables(nums, l, m - t, reached, floor)
-                    t_end, n_runs = t, 0
-                    if g and not pf.buffer_pool.capacity_bytes:
-                        t_end, n_runs = plan_batch(t, t + g, self._run_pages, radius, origin, qb,
-                                                   state, tdir, tcount, dir_first, dir_last, plan)
-                    if t_end > t:
-                        if n_runs:
-                            runs = plan[:n_runs]
-                            pf.read_runs_into(tfirst[runs[:, RUN_TABLE]] + runs[:, RUN_FIRST],
-                                              runs[:, RUN_PAGES], run_buf)
-                        status, t_at, r = advance_batch(
-                            t, t_end, radius, origin, qb, state, lpages, rpages, tdir, tcount,
-                            dir_first, dir_last, counts, l, touched, cands, nums, reached, req,
-                            plan, n_runs, run_buf)
-                        if status == PLAN_MISMATCH:
-                            raise RuntimeError(f"C2LSH planned pages disagree with the scan at "
-                                               f"table {t_at}, run {r}")
-                        if status == BAD_PAGE:
-                            row = int(plan[:r, RUN_PAGES].sum())
-                            n = int(plan[r, RUN_PAGES])
-                            check_data_pages(pf, run_buf[row:row + n, :pf.payload_size],
-                                             int(tfirst[t_at] + plan[r, RUN_FIRST]))
-                        t = t_end
-                    else:
-                        status, t = self._advance_runs(t, t + 1, radius, qb, dir_first, dir_last,
-                                                       cands, nums, reached)
-                    if status == CAP_REACHED:
-                        capped = True
-                        break
-                n_cands = int(nums[1])
-                if n_cands > n_verified:
-                    cand_sq[n_verified:n_cands] = self.vectors.sq_distances(
-                        cands[n_verified:n_cands], q64)
-                    n_verified = n_cands
-                if capped:
-                    break
-                if n_verified >= k:
-                    kth_sq = np.partition(cand_sq[:n_verified], k - 1)[k - 1]
-                    if math.sqrt(kth_sq) <= c_ratio * radius * self.unit:
-                        break
-                if all_counted(state, self._kmin, self._kmax, tcount):
-                    break
-                radius *= c_ratio
-        finally:
-            reset_counts(counts, touched, nums[0])
-        return cand_sq[:n_verified].copy(), cands[:n_verified].copy()
+        origin, radius = self.origin, self._level
+        t = 0
+        while t < m:
+            g = safe_tables(nums, l, m - t, reached, floor)
+            t_end, n_runs = t, 0
+            if g and not pf.buffer_pool.capacity_bytes:
+                t_end, n_runs = plan_batch(t, t + g, self._run_pages, radius, origin, qb, state,
+                                           tdir, tcount, dir_first, dir_last, plan)
+            if t_end > t:
+                if n_runs:
+                    runs = plan[:n_runs]
+                    pf.read_runs_into(tfirst[runs[:, RUN_TABLE]] + runs[:, RUN_FIRST],
+                                      runs[:, RUN_PAGES], run_buf)
+                status, t_at, r = advance_batch(
+                    t, t_end, radius, origin, qb, state, lpages, rpages, tdir, tcount,
+                    dir_first, dir_last, counts, l, touched, cands, nums, reached, req, plan,
+                    n_runs, run_buf)
+                if status == PLAN_MISMATCH:
+                    raise RuntimeError(f"C2LSH planned pages disagree with the scan at table "
+                                       f"{t_at}, run {r}")
+                if status == BAD_PAGE:
+                    row = int(plan[:r, RUN_PAGES].sum())
+                    n = int(plan[r, RUN_PAGES])
+                    check_data_pages(pf, run_buf[row:row + n, :pf.payload_size],
+                                     int(tfirst[t_at] + plan[r, RUN_FIRST]))
+                t = t_end
+            else:
+                status, t = self._advance_runs(t, t + 1, radius, qb, dir_first, dir_last)
+            if status == CAP_REACHED:
+                return True
+        return False
 
-    def _advance_runs(self, t_start, t_stop, radius, qb, dir_first, dir_last, cands, nums,
-                      reached):
+    def next_round(self):
+        """Widen the radius by c. False once every table's counted buckets cover all its
+        entries."""
+        if all_counted(self._state, self._kmin, self._kmax, self._tcount):
+            return False
+        self._set_level(self._level * self.params.c)
+        return True
+
+    def end(self):
+        """Zero the query's collision counts."""
+        rec = self.counting
+        reset_counts(rec.counts, rec.touched, rec.nums[N_TOUCHED])
+
+    def _advance_runs(self, t_start, t_stop, radius, qb, dir_first, dir_last):
         """:func:`advance` over tables t_start .. t_stop - 1, reading each run it asks for
         when it asks (one :meth:`PageFile.read_run`, bypassing the buffer pool). Returns
         (status, t): ROUND_DONE (t = t_stop) or CAP_REACHED."""
         pf = self.tables_file
         state, lpages, rpages, req = self._state, self._lpages, self._rpages, self._request
-        counts, touched, l = self._counts, self._touched, self.params.l
+        counts, touched, cands, nums, reached = self.counting
+        l = self.params.l
         t = t_start
         while True:
             status, t = advance(t, t_stop, radius, self.origin, qb, state, lpages, rpages,

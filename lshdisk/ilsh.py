@@ -36,10 +36,13 @@ import math
 
 import numpy as np
 
-from ._kernels.ilsh import (CAP, N_CANDS, N_TOUCHED, NEED_PAGE, NEW_CANDIDATES, PENDING,
-                            incremental_walk)
-from ._kernels.qalsh import FRESH, NEIGHBOUR, reset_counts
-from .qalsh import QALSHBuilder, QALSHSearcher
+from storage import TreeInfo
+
+from ._kernels.counting import N_CANDS, N_TOUCHED, new_counting, reset_counts
+from ._kernels.ilsh import (EXHAUSTED, FRESH, NEED_PAGE, NEIGHBOUR, PENDING, RADIUS_REACHED,
+                            WALK_FIELDS, CAP_REACHED, init_cursors, incremental_walk)
+from .qalsh import QALSHBuilder
+from .trees import TREES_KIND, ProjectionTrees
 
 __all__ = ["ILSHBuilder", "ILSHSearcher"]
 
@@ -47,52 +50,108 @@ __all__ = ["ILSHBuilder", "ILSHSearcher"]
 ILSHBuilder = QALSHBuilder
 
 
-class ILSHSearcher(QALSHSearcher):
-    """c-k-ANN search by incremental expansion over a QALSH-layout index (ICDE 2019).
+class ILSHSearcher:
+    """Incremental expansion over a QALSH-layout index (ICDE 2019), one walk segment at a
+    time; the loop around it (candidates, verification, termination) is
+    :class:`lshdisk.search.RoundSearch`'s.
+
+    A "round" of I-LSH is one segment of the walk: it ends when the walk finds new
+    candidates, when it reaches the radius limit the termination policy gives (T1: the k-th
+    candidate distance, see Deviations), at the candidate cap (T2), or when every entry has
+    been taken. Its radius is R = 2x / w for the projected distance x of the next entry (the
+    limit itself when the walk stopped there). Per-round traces therefore have one record per
+    segment.
 
     Parameters are those of :class:`lshdisk.qalsh.QALSHSearcher`.
+
+    Notes
+    -----
+    Memory per searcher: 2 m pages for the cursors, the heap (16 bytes per cursor) and 9 to
+    10 bytes per data point: the collision counts and the list of every point touched
+    (int64; the walk lists them all).
     """
 
-    def __init__(self, open_file, meta, arrays, params, vectors):
-        super().__init__(open_file, meta, arrays, params, vectors)
-        self._heap_d = np.full(2 * self.m + 1, np.inf, dtype=np.float64)
-        self._heap_c = np.zeros(2 * self.m + 1, dtype=np.int64)
+    def __init__(self, open_file, meta, arrays, params, n):
+        trees_file = open_file(meta["files"]["trees"], TREES_KIND)
+        self.trees = ProjectionTrees(trees_file, [TreeInfo.from_dict(t) for t in meta["trees"]],
+                                     arrays[meta["hash"]["a"]])
+        self.params = params
+        self.n = n
+        self.m = m = self.trees.m
+        self.l = params.l
+        #: T1 tests the k-th candidate distance against R itself (see Deviations).
+        self.c = 1.0
+        ps = trees_file.page_size
+        self._pages = np.zeros((2, m, ps), dtype=np.uint8)
+        self._rows = [[self._pages[s, t] for t in range(m)] for s in range(2)]  # page views
+        self._state = np.zeros((2, m, 4), dtype=np.int64)
+        self._keyfmt = np.zeros((2, m, 3), dtype=np.float64)
+        self._heap_d = np.full(2 * m + 1, np.inf, dtype=np.float64)
+        self._heap_c = np.zeros(2 * m + 1, dtype=np.int64)
+        self._walk = np.zeros(WALK_FIELDS, dtype=np.int64)
+        self.counting = new_counting(n, m, params.l, n)
+        self._status = 0
+        self.radius = 0.0
+        self.c_radius = 0.0
 
-    def _touched_capacity(self):
-        """The incremental walk lists every id it touches."""
-        return self.n
+    def describe(self):
+        """The index structure, for ``lshdisk info``."""
+        return self.trees.describe(self.n)
 
-    def search_one(self, q, k):
-        """Search one query; see :meth:`lshdisk.qalsh.QALSHSearcher.search_one`."""
+    def begin(self, q):
+        """Start a query: descend every tree and place both cursors of each in its leaf."""
+        self.trees.descend(q, self._pages[0])
+        init_cursors(self._pages, self._state, self._keyfmt, self.trees.qproj)
+        self._walk[:] = 0
+        self._walk[PENDING] = -1
+        self._status = 0
+        self.radius = self.c_radius = 0.0
+
+    def scan_round(self, radius_limit=math.inf):
+        """Walk until new candidates, the radius ``radius_limit``, the cap or the end.
+
+        A leaf the walk needs when it stops for new candidates is read at the start of the
+        next segment, after those candidates are verified (the order of the authors' walk).
+        :attr:`radius` becomes 2 x / w for the next entry's projected distance x;
+        :attr:`c_radius`, what T1 compares the k-th distance with, is ``radius_limit`` when the
+        walk stopped there and NaN otherwise (T1 holds exactly where the walk reaches it).
+
+        Returns
+        -------
+        bool
+            True if the candidate cap was reached.
+        """
         p = self.params
-        pages, state, keyfmt, qproj, rows = self._pages, self._state, self._keyfmt, self._qproj, self._rows
-        read_into = self.trees_file.read_page_into
-        cap, cands, cand_sq = self._start_query(q, k)
-        nums = np.zeros(6, dtype=np.int64)
-        nums[CAP] = cap
-        nums[PENDING] = -1
-        q64 = q.astype(np.float64)
-        n_verified = 0
-        x_stop = math.inf  # T1 holds once the projected distance reaches kth * w / 2
+        pages, state, keyfmt, rows = self._pages, self._state, self._keyfmt, self._rows
+        read_into = self.trees.file.read_page_into
+        counts, touched, cands, nums, _ = self.counting
+        x_stop = radius_limit * p.w / 2.0  # the walk stops where R = 2x / w reaches the limit
         m = self.m
-        try:
-            while True:
-                status, _ = incremental_walk(pages, state, keyfmt, self.id_bits, qproj, self._heap_d,
-                                             self._heap_c, self._counts, p.l, self._touched, cands,
-                                             nums, x_stop)
-                n_cands = int(nums[N_CANDS])
-                if n_cands > n_verified:
-                    cand_sq[n_verified:n_cands] = self.vectors.sq_distances(cands[n_verified:n_cands], q64)
-                    n_verified = n_cands
-                    if n_verified >= k:
-                        kth = math.sqrt(np.partition(cand_sq[:n_verified], k - 1)[k - 1])
-                        x_stop = kth * p.w / 2.0  # T1 at radius R = 2x / w (see Deviations)
-                if status == NEED_PAGE:
-                    s, t = divmod(int(nums[PENDING]), m)
-                    read_into(int(state[s, t, NEIGHBOUR]), rows[s][t])
-                    state[s, t, FRESH] = 1
-                elif status != NEW_CANDIDATES:
-                    break  # T1 (radius reached), T2 (candidate cap) or every entry taken
-        finally:
-            reset_counts(self._counts, self._touched, nums[N_TOUCHED])
-        return cand_sq[:n_verified].copy(), cands[:n_verified].copy()
+        n_before = int(nums[N_CANDS])
+        while True:
+            if self._status == NEED_PAGE:
+                s, t = divmod(int(self._walk[PENDING]), m)
+                read_into(int(state[s, t, NEIGHBOUR]), rows[s][t])
+                state[s, t, FRESH] = 1
+            status, _ = incremental_walk(pages, state, keyfmt, self.trees.id_bits,
+                                         self.trees.qproj, self._heap_d, self._heap_c,
+                                         self._walk, counts, p.l, touched, cands, nums, x_stop)
+            self._status = status
+            if status != NEED_PAGE or nums[N_CANDS] > n_before:
+                break
+        top = float(self._heap_d[0])
+        if top < math.inf:
+            self.radius = 2.0 * top / p.w
+        self.c_radius = radius_limit if status == RADIUS_REACHED else math.nan
+        return status == CAP_REACHED
+
+    def next_round(self):
+        """False once every entry has been taken, or the walk stopped at its radius limit
+        (a policy that stops there is the only kind the walk serves: see the policy
+        contract in :mod:`lshdisk.termination`)."""
+        return self._status not in (EXHAUSTED, RADIUS_REACHED, CAP_REACHED)
+
+    def end(self):
+        """Zero the query's collision counts."""
+        rec = self.counting
+        reset_counts(rec.counts, rec.touched, rec.nums[N_TOUCHED])

@@ -11,11 +11,12 @@ It is built under a temporary sibling name and renamed into place only when comp
 failed or interrupted build leaves no index behind and never damages an existing one.
 """
 
-import math
 import os
 import secrets
 import shutil
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,10 +27,8 @@ from storage.errors import StorageError
 from . import __version__
 from .datasets import open_source, read_queries
 from .errors import IndexExistsError, NotAnIndexError
-from .c2lsh import C2LSHBuilder, C2LSHSearcher
-from .params import PRESETS, C2LSHParams, QALSHParams, c2lsh_params, qalsh_params
-from .ilsh import ILSHBuilder, ILSHSearcher
-from .qalsh import QALSHBuilder, QALSHSearcher
+from . import registry
+from .search import RoundSearch, SearchOptions
 from .vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
 from ._units import parse_bytes
 
@@ -38,18 +37,8 @@ __all__ = ["build", "open", "Index", "SearchStats", "ALGORITHMS", "INDEX_FORMAT"
 
 INDEX_FORMAT = "lshdisk-index"
 INDEX_VERSION = (1, 0)
-ALGORITHMS = ("c2lsh", "qalsh", "ilsh")
-
-
-def _algorithm(name):
-    """(params function, params class, builder class, searcher class) of an algorithm."""
-    if name == "qalsh":
-        return qalsh_params, QALSHParams, QALSHBuilder, QALSHSearcher
-    if name == "ilsh":
-        return qalsh_params, QALSHParams, ILSHBuilder, ILSHSearcher
-    if name == "c2lsh":
-        return c2lsh_params, C2LSHParams, C2LSHBuilder, C2LSHSearcher
-    raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {name!r}")
+#: Registered method names (:mod:`lshdisk.registry`).
+ALGORITHMS = registry.names()
 
 
 CATALOG_DIR = "catalog"
@@ -117,12 +106,14 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
     ValueError
         For a bad parameter (unknown algorithm, c <= 1, page size, memory limit, ...).
     """
-    params_fn, _, builder_cls, _ = _algorithm(algorithm)
+    method = registry.method(algorithm)
+    params_fn, builder_cls = method.params_fn, method.builder
     overrides = {}
     if preset is not None:
-        if preset not in PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-        overrides.update(PRESETS[preset][algorithm])
+        if preset not in method.presets:
+            raise ValueError(f"preset must be one of {', '.join(method.presets) or 'none'} for "
+                             f"{algorithm}, got {preset!r}")
+        overrides.update(method.presets[preset])
     overrides.update({k: v for k, v in (("delta", delta), ("beta", beta), ("w", w)) if v is not None})
     memory_limit_bytes = parse_bytes(memory_limit, name="memory_limit")
     if memory_limit_bytes < _MIN_MEMORY:
@@ -281,19 +272,25 @@ def open(index_dir, *, cache_bytes=0):  # noqa: A001 - the API is lshdisk.open, 
 class SearchStats:
     """Per-query costs of one :meth:`Index.search` call; each field is an array (n_queries,).
 
+    Every count is the query's own, as if it ran alone on the index (one disk head per
+    query), whichever thread ran it.
+
     Attributes
     ----------
     page_reads : int64
-        Pages read from the device: B+-tree nodes and vector pages.
+        Pages read from the device: B+-tree nodes or table pages, and vector pages.
     seeks : int64
         Reads that were not the page right after the previous read (see storage.iostats).
     bytes_read : int64
     candidates : int64
         Points whose exact distance was computed (false-positive removal).
     cpu_seconds : float64
-        CPU time of the query (candidate generation and verification, I/O calls included).
+        CPU time of the query's thread (candidate generation and verification, I/O calls
+        included).
     cache_hits : int64
         Page accesses served by the buffer pool.
+    rounds : int64
+        Rounds of the search (I-LSH: walk segments, see :mod:`lshdisk.ilsh`).
     """
 
     page_reads: np.ndarray
@@ -302,6 +299,7 @@ class SearchStats:
     candidates: np.ndarray
     cpu_seconds: np.ndarray
     cache_hits: np.ndarray
+    rounds: np.ndarray
 
     def __getitem__(self, name):
         return getattr(self, name)
@@ -315,8 +313,43 @@ class SearchStats:
                 for k in self.__slots__}
 
 
+class _Reader:
+    """One thread's view of an open index: its own page-file handles (one shared buffer
+    pool), I/O counter, vector store, searcher state and search loop. Used by one thread at
+    a time."""
+
+    def __init__(self, index):
+        self.counter = IOCounter()
+        self.files = []
+        try:
+            vec_file = self._open_file(index, index.meta["files"]["vectors"], VECTORS_KIND)
+            self.vectors = VectorStore(vec_file)
+            searcher = index._method.searcher(
+                lambda name, kind: self._open_file(index, name, kind), index.meta,
+                index._arrays, index.params, self.vectors.n)
+            self.search = RoundSearch(searcher, self.vectors, self.counter, index.params.beta)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_file(self, index, name, kind):
+        pf = PageFile.open(os.path.join(index.path, name), counter=self.counter,
+                           buffer_pool=index.buffer_pool, kind=kind)
+        self.files.append(pf)
+        return pf
+
+    def close(self):
+        for pf in self.files:
+            pf.close()
+
+
 class Index:
     """An open lshdisk index. Use :func:`lshdisk.open` or :func:`lshdisk.build`.
+
+    Any number of threads may call :meth:`search` at once: each call takes a reader of its
+    own (page-file handles, counter, searcher state), made on first need and kept for later
+    calls, so results and per-query counts do not depend on what other threads do (with a
+    buffer pool, which accesses are hits does).
 
     Attributes
     ----------
@@ -325,16 +358,19 @@ class Index:
     n, d : int
     dtype : numpy dtype
         Storage dtype of the vectors.
-    params : QALSHParams
+    params : QALSHParams or C2LSHParams
     meta : dict
         The catalog's metadata.
     counter : storage.IOCounter
-        Cumulative I/O of this handle.
+        I/O of the first reader (the one single-threaded searches use first).
     """
 
     def __init__(self, index_dir, *, cache_bytes=0):
         self.path = os.path.abspath(os.fspath(index_dir))
-        self._files = []
+        self._readers = []
+        self._idle = []
+        self._lock = threading.Lock()
+        self._closed = False
         cache = parse_bytes(cache_bytes, name="cache_bytes")
         if not os.path.isdir(self.path):
             raise NotAnIndexError(f"{self.path} is not a directory: pass the INDEX_DIR given to "
@@ -363,28 +399,43 @@ class Index:
         self.d = meta["dataset"]["d"]
         self.dtype = np.dtype(meta["dataset"]["dtype"])
         try:
-            _, params_cls, _, searcher_cls = _algorithm(self.algorithm)
+            self._method = registry.method(self.algorithm)
         except ValueError as exc:
             raise NotAnIndexError(f"{self.path} holds a {self.algorithm!r} index, which this "
                                   f"lshdisk cannot search: upgrade lshdisk") from exc
-        self.params = params_cls(**meta["params"])
-        self.counter = IOCounter()
+        self.params = self._method.params_cls(**meta["params"])
+        self._arrays = arrays
         self.buffer_pool = BufferPool(cache)
-        try:
-            vec_file = self._open_file(meta["files"]["vectors"], VECTORS_KIND)
-            self.vectors = VectorStore(vec_file)
-            self._searcher = searcher_cls(self._open_file, meta, arrays, self.params, self.vectors)
-        except BaseException:
-            self.close()
-            raise
+        first = self._new_reader()
+        self._idle.append(first)
+        self.counter = first.counter
+        self.vectors = first.vectors
+        self._searcher = first.search.searcher
 
-    def _open_file(self, name, kind):
-        pf = PageFile.open(os.path.join(self.path, name), counter=self.counter,
-                           buffer_pool=self.buffer_pool, kind=kind)
-        self._files.append(pf)
-        return pf
+    def _new_reader(self):
+        reader = _Reader(self)
+        with self._lock:
+            self._readers.append(reader)
+        return reader
 
-    def search(self, queries, k, *, return_stats=False, progress=None):
+    def _acquire(self):
+        """An idle reader (a new one if every reader is busy)."""
+        with self._lock:
+            if self._closed:
+                raise ValueError(f"index {self.path} is closed")
+            if self._idle:
+                return self._idle.pop()
+        return self._new_reader()
+
+    def _release(self, reader):
+        with self._lock:
+            if self._closed:
+                reader.close()
+            else:
+                self._idle.append(reader)
+
+    def search(self, queries, k, *, return_stats=False, progress=None, max_candidates=None,
+               termination="paper", trace=False, threads=1):
         """c-approximate k-nearest-neighbour search under Euclidean distance.
 
         Parameters
@@ -396,7 +447,22 @@ class Index:
         return_stats : bool
             Also return a :class:`SearchStats` of per-query costs.
         progress : callable, optional
-            ``progress(queries_done, n_queries)``, called after each query.
+            ``progress(queries_done, n_queries)``, called after each query (from the
+            searching threads, one call at a time).
+        max_candidates : int, optional
+            Candidate cap (>= k) instead of T2's k + beta n: the knob that trades page reads
+            for recall in every method.
+        termination : str or TerminationPolicy
+            ``"paper"`` (T1 and T2, the default), ``"budget"`` (T2 alone) or a policy object
+            (:mod:`lshdisk.termination`).
+        trace : bool
+            Also return, per query, a structured array of one record per round
+            (:data:`lshdisk.search.TRACE_DTYPE`, documented field by field there).
+        threads : int or None
+            Threads searching the batch in parallel; None: one per core. Each thread uses a
+            reader of its own: 2 to 10 bytes per indexed point (collision counts and the list
+            of touched ids) plus about 1 MiB of page buffers and 2 m pages. Answers and
+            per-query counts are those of ``threads=1``.
 
         Returns
         -------
@@ -406,45 +472,91 @@ class Index:
             Ids (row numbers of the source), -1 where fewer than k points were found.
         stats : SearchStats
             Only with ``return_stats=True``.
+        traces : list of ndarray
+            Only with ``trace=True``: one structured array per query.
 
         Raises
         ------
         ValueError
-            If k < 1, or queries have the wrong dimension or hold NaN/Inf.
+            If k < 1, max_candidates < k, threads < 1, or queries have the wrong dimension or
+            hold NaN/Inf; if the index is closed.
+        TypeError
+            If k, max_candidates or threads is not an int, or termination not a policy.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise TypeError(f"k must be an int, got {type(k).__name__}")
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
-        k = int(k)
+        options = SearchOptions(k=k, termination=termination, max_candidates=max_candidates,
+                                trace=bool(trace))
+        k = options.k
+        if threads is None:
+            threads = os.cpu_count() or 1
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+            raise TypeError(f"threads must be an int or None, got {type(threads).__name__}")
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
         self._check_open()
         q = read_queries(queries, expected_dim=self.d)
         nq = q.shape[0]
         D = np.full((nq, k), np.inf, dtype=np.float32)
         I = np.full((nq, k), -1, dtype=np.int64)
         cols = {name: np.zeros(nq, dtype=np.int64) for name in
-                ("page_reads", "seeks", "bytes_read", "candidates", "cache_hits")}
+                ("page_reads", "seeks", "bytes_read", "candidates", "cache_hits", "rounds")}
         cpu = np.zeros(nq, dtype=np.float64)
-        for i in range(nq):
-            before = self.counter.snapshot()
-            self.counter.reset_head()
-            t0 = time.thread_time()
-            sq, ids = self._searcher.search_one(q[i], k)
-            order = np.lexsort((ids, sq))[:k]
-            D[i, :order.size] = np.sqrt(sq[order])
-            I[i, :order.size] = ids[order]
-            cpu[i] = time.thread_time() - t0
-            io = self.counter.snapshot().delta(before)
-            cols["page_reads"][i] = io.page_reads
-            cols["seeks"][i] = io.seeks
-            cols["bytes_read"][i] = io.bytes_read
-            cols["cache_hits"][i] = io.cache_hits
-            cols["candidates"][i] = ids.size
-            if progress is not None:
-                progress(i + 1, nq)
+        traces = [None] * nq if options.trace else None
+        done = [0]
+        lock = threading.Lock()
+
+        def run(next_query):
+            reader = self._acquire()
+            try:
+                counter, loop = reader.counter, reader.search
+                while True:
+                    i = next_query()
+                    if i >= nq:
+                        return
+                    before = counter.snapshot()
+                    counter.reset_head()
+                    t0 = time.thread_time()
+                    sq, ids, tr, rounds = loop.search_one(q[i], options)
+                    order = np.lexsort((ids, sq))[:k]
+                    D[i, :order.size] = np.sqrt(sq[order])
+                    I[i, :order.size] = ids[order]
+                    cpu[i] = time.thread_time() - t0
+                    io = counter.snapshot().delta(before)
+                    cols["page_reads"][i] = io.page_reads
+                    cols["seeks"][i] = io.seeks
+                    cols["bytes_read"][i] = io.bytes_read
+                    cols["cache_hits"][i] = io.cache_hits
+                    cols["candidates"][i] = ids.size
+                    cols["rounds"][i] = rounds
+                    if traces is not None:
+                        traces[i] = tr
+                    if progress is not None:
+                        with lock:
+                            done[0] += 1
+                            progress(done[0], nq)
+            finally:
+                self._release(reader)
+
+        workers = min(int(threads), nq)
+        if workers <= 1:
+            it = iter(range(nq))
+            run(lambda: next(it, nq))
+        else:
+            counter_lock = threading.Lock()
+            it = iter(range(nq))
+
+            def next_query():
+                with counter_lock:
+                    return next(it, nq)
+
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                for f in [pool.submit(run, next_query) for _ in range(workers)]:
+                    f.result()
+        out = [D, I]
         if return_stats:
-            return D, I, SearchStats(cpu_seconds=cpu, **cols)
-        return D, I
+            out.append(SearchStats(cpu_seconds=cpu, **cols))
+        if traces is not None:
+            out.append(traces)
+        return tuple(out)
 
     def io_report(self, stats, device="ssd", *, queries=None, scan_algorithm_ms=None):
         """Query processing time of a search on a device, beside the linear scan.
@@ -467,7 +579,7 @@ class Index:
         """Index metadata for people and programs (dict, JSON-ready)."""
         meta = self.meta
         files = {}
-        for pf in self._files:
+        for pf in self._readers[0].files:
             files[os.path.basename(pf.path)] = {"pages": pf.page_count,
                                                 "bytes": pf.page_count * pf.page_size}
         return {
@@ -488,13 +600,17 @@ class Index:
         }
 
     def _check_open(self):
-        if not self._files or any(pf.closed for pf in self._files):
+        if self._closed:
             raise ValueError(f"index {self.path} is closed")
 
     def close(self):
-        """Close the index's files; later searches raise ValueError."""
-        for pf in self._files:
-            pf.close()
+        """Close the index's files (those of busy readers once their search ends); later
+        searches raise ValueError."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for reader in idle:
+            reader.close()
 
     def __enter__(self):
         return self

@@ -51,19 +51,17 @@ from dataclasses import asdict
 
 import numpy as np
 
-from storage import BPlusTree, BulkLoader, PageFile, TreeInfo, id_bits_for
+from storage import BulkLoader, PageFile, TreeInfo, id_bits_for
 from storage.extsort import ExternalSorter, float32_to_ordered_u32, ordered_u32_to_float32
-from ._kernels.projection import project_one, project_rows
-from ._kernels.qalsh import init_cursors
-from ._kernels.qalsh_rounds import (CAP_REACHED, DIR_NODE, DONE, NEAR_TABLES, NEED_DIR, descend,
-                                    hold_dirs,
-                                    load_dir, median_head_distance, place_cursors, plan_runs,
-                                    reset_query, safe_tables, scan_sides)
+from ._kernels.counting import N_TOUCHED, new_counting, safe_tables
+from ._kernels.projection import project_rows
+from ._kernels.qalsh_rounds import (CAP_REACHED, DIR_NODE, DONE, NEED_DIR, load_dir,
+                                    median_head_distance, place_cursors, plan_runs, reset_query,
+                                    scan_sides)
+from .trees import TREES_FILE, TREES_KIND, ProjectionTrees
 
-__all__ = ["QALSHBuilder", "QALSHSearcher", "TREES_FILE", "TREES_KIND"]
+__all__ = ["QALSHBuilder", "QALSHSearcher", "TREES_FILE", "TREES_KIND", "draw_projections"]
 
-TREES_FILE = "trees.pages"
-TREES_KIND = "btree"
 _TINY = 1e-30
 #: Bytes of leaf pages one scan of a round may plan and read ahead (per open searcher).
 RUN_BUFFER_BYTES = 1 << 20
@@ -167,210 +165,150 @@ class QALSHBuilder:
 
 
 class QALSHSearcher:
-    """c-k-ANN search over an open QALSH index (PVLDB 2015, Algorithm 2 with the radius update
-    of the authors' code; see the module docstring for deviations).
+    """One round of QALSH's virtual rehashing at a time, over an open QALSH index (PVLDB 2015,
+    Algorithm 2 with the radius update of the authors' code; see the module docstring for
+    deviations). The loop around the rounds (candidates, verification, termination) is
+    :class:`lshdisk.search.RoundSearch`'s.
 
     Parameters
     ----------
     open_file : callable
-        ``open_file(name, kind)`` opens one of the index's page files with its shared counter
-        and buffer pool.
+        ``open_file(name, kind)`` opens one of the index's page files with the searcher's
+        counter and the index's buffer pool.
     meta : dict
         The index metadata written by :meth:`QALSHBuilder.finish` (files, hash, trees).
     arrays : dict of ndarray
         The catalog arrays (``"qalsh/a"``: float32 (m, d) projection vectors).
     params : QALSHParams
-    vectors : VectorStore
+    n : int
+        Points in the index.
 
     Notes
     -----
-    Memory per open searcher: 2 m pages for the cursors, 2 m inner-node key arrays (8 bytes
-    per child, 8 KiB per cursor at 4 KiB pages), a read-ahead buffer of ``RUN_BUFFER_BYTES``
+    Memory per searcher: 2 m pages for the cursors, 2 m inner-node key arrays (8 bytes per
+    child, 8 KiB per cursor at 4 KiB pages), a read-ahead buffer of ``RUN_BUFFER_BYTES``
     (1 MiB), and 2 to 3 bytes per data point: the collision counts (uint8, uint16 if
     m > 255) and the list of the first n / 8 points touched by a query (int64).
     """
 
-    def __init__(self, open_file, meta, arrays, params, vectors):
+    def __init__(self, open_file, meta, arrays, params, n):
         trees_file = open_file(meta["files"]["trees"], TREES_KIND)
-        self.trees_file = trees_file
-        self.trees = [BPlusTree(trees_file, TreeInfo.from_dict(t)) for t in meta["trees"]]
-        self.a = np.ascontiguousarray(arrays[meta["hash"]["a"]], dtype=np.float32)
+        self.trees = ProjectionTrees(trees_file, [TreeInfo.from_dict(t) for t in meta["trees"]],
+                                     arrays[meta["hash"]["a"]])
         self.params = params
-        self.vectors = vectors
-        self.m = self.a.shape[0]
-        self.n = vectors.n
-        self.id_bits = self.trees[0].info.id_bits
-        m, ps = self.m, trees_file.page_size
+        self.n = n
+        self.m = m = self.trees.m
+        self.l = params.l
+        #: T1 holds when the k-th candidate lies within c R.
+        self.c = params.c
+        ps = trees_file.page_size
         self._pages = np.zeros((2, m, ps), dtype=np.uint8)
-        self._rows = [[self._pages[s, t] for t in range(m)] for s in range(2)]  # page views
-        self._state = np.zeros((2, m, 4), dtype=np.int64)
         self._keyfmt = np.zeros((2, m, 3), dtype=np.float64)
-        self._qproj = np.empty(m, dtype=np.float64)
-        # A point collides at most once per table: uint8 counts when m <= 255 (half the
-        # cache footprint of uint16 in the scan's random count updates).
-        self._counts = np.zeros(self.n, dtype=np.uint8 if self.m <= 255 else np.uint16)
-        self._touched = np.empty(self._touched_capacity(), dtype=np.int64)
-        # Round scans (see lshdisk._kernels.qalsh_rounds).
-        heights = {tree.info.height for tree in self.trees}
-        if len(heights) != 1:
-            raise ValueError(f"the trees of a QALSH index have one height, got {sorted(heights)}")
-        self._height = heights.pop()
-        self._tinfo = np.array([[t.info.first_leaf, t.info.n_leaves, *t.leaf_parents()]
-                                for t in self.trees], dtype=np.int64).reshape(m, 4)
-        self._roots = np.array([t.info.root_page for t in self.trees], dtype=np.int64)
-        self._dkeys = np.zeros((2, m, int(self._tinfo[:, 3].max())), dtype=np.float64)
+        self.counting = new_counting(n, m, params.l, max(64, n // 8))
+        self._dkeys = np.zeros((2, m, self.trees.max_fanout), dtype=np.float64)
         self._cur = np.zeros((2, m, 4), dtype=np.int64)
         self._slots = np.zeros((2, m, 2), dtype=np.int64)
         self._runs = np.zeros((2 * m, 4), dtype=np.int64)
         self._run_pages = max(1, RUN_BUFFER_BYTES // ps)
         self._run_buf = np.zeros((self._run_pages, ps), dtype=np.uint8)
-        self._node_buf = np.zeros((m, ps), dtype=np.uint8)
-        self._ones = np.ones(m, dtype=np.int64)
-
-    def _touched_capacity(self):
-        """Length of the list of ids a query touched. Past n / 8 ids the scan stops listing
-        them: zeroing every count (n or 2 n bytes) is then cheaper than zeroing them one by one."""
-        return max(64, self.n // 8)
+        self._node_buf = np.zeros((1, ps), dtype=np.uint8)
+        self._log_c = math.log(params.c)
+        self.radius = 1.0
+        self.c_radius = params.c
 
     def describe(self):
         """The index structure, for ``lshdisk info``."""
-        return {"kind": "B+-trees", "count": len(self.trees),
-                "height": max(t.info.height for t in self.trees),
-                "leaves_per_tree": self.trees[0].info.n_leaves,
-                "entries_per_leaf": -(-self.n // max(1, self.trees[0].info.n_leaves))}
+        return self.trees.describe(self.n)
 
-    def candidate_cap(self, k):
-        """T2: stop after k + beta*n candidates."""
-        return k + int(math.ceil(self.params.beta * self.n - 1e-9))
+    def _radius_for(self, head):
+        """The power of c whose bucket (width w R) reaches a projected distance ``head``."""
+        p = self.params
+        return p.c ** math.ceil(math.log(2.0 * max(head, _TINY) / p.w) / self._log_c)
 
-    def _descend(self, q, *, hold_dirs_too=False):
-        """Project q into ``self._qproj`` and read the root-to-leaf path of every tree towards
-        a_t . q, one level of all m trees per call (``height`` counted page reads per tree),
-        leaving tree t's leaf in ``self._pages[0, t]``. Returns the leaf page numbers (int64
-        (m,)). With ``hold_dirs_too``, the inner node above each leaf becomes both cursors'
-        directory node (``self._dkeys``, ``self._cur``)."""
-        project_one(q, self.a, self._qproj)
-        read_runs = self.trees_file.read_runs_into
-        nodes = self._roots
-        for level in range(self._height - 1, 0, -1):
-            read_runs(nodes, self._ones, self._node_buf)
-            if level == 1 and hold_dirs_too:
-                hold_dirs(self._node_buf, nodes, self._dkeys, self._cur, self._tinfo)
-            nxt = np.empty(self.m, dtype=np.int64)
-            descend(self._node_buf, self._qproj, nxt)
-            nodes = nxt
-        read_runs(nodes, self._ones, self._pages[0])
-        return nodes
+    def _head(self):
+        return median_head_distance(self._pages, self._cur, self._keyfmt, self._dkeys,
+                                    self.trees.tinfo, self.trees.qproj)
 
-    def _start_query(self, q, k):
-        """I-LSH's start: descend every tree (:meth:`_descend`) and place both cursors of
-        each in its leaf (the :mod:`lshdisk._kernels.qalsh` cursor state); return the
-        candidate cap and empty candidate arrays."""
-        self._descend(q)
-        init_cursors(self._pages, self._state, self._keyfmt, self._qproj)
-        cap = self.candidate_cap(k)
-        return cap, np.empty(cap, dtype=np.int64), np.empty(cap, dtype=np.float64)
+    def _set_radius(self, radius):
+        self.radius = radius
+        self.c_radius = self.params.c * radius
 
-    def _start_rounds(self, q):
-        """QALSH's start: descend every tree holding the inner node above each leaf as both
-        cursors' directory node (:meth:`_descend`); place the cursors."""
+    def begin(self, q):
+        """Start a query: descend every tree holding the inner node above each leaf as both
+        cursors' directory node, place the cursors, and take the first radius (the radius
+        update applied to the first cursor heads)."""
         cur = self._cur
         cur[:] = 0
         cur[:, :, DIR_NODE] = -1
-        leaves = self._descend(q, hold_dirs_too=True)
-        place_cursors(self._pages, cur, self._keyfmt, self._qproj, leaves - self._tinfo[:, 0])
+        trees = self.trees
+        leaves = trees.descend(q, self._pages[0], dirs=(self._dkeys, cur))
+        place_cursors(self._pages, cur, self._keyfmt, trees.qproj, leaves - trees.tinfo[:, 0])
+        head = self._head()
+        self._set_radius(self._radius_for(head) if head >= 0 else 1.0)
 
     def _load_dir(self, s, t, node):
         """Read directory node ``node`` of table t (one counted page read) for side s."""
-        page = int(self._tinfo[t, 2] + node)
-        self.trees_file.read_runs_into((page,), (1,), self._node_buf[:1])
+        self.trees.read_node(int(self.trees.tinfo[t, 2] + node), self._node_buf)
         load_dir(self._node_buf[0], self._dkeys, self._cur, s, t, node)
 
-    def search_one(self, q, k):
-        """Search one query.
+    def scan_round(self, radius_limit=math.inf):
+        """Plan, read and count one round at the current radius.
 
-        Each round of virtual rehashing scans the tables in order, both sides of each; the
-        leaves the round's buckets reach are planned from the directory nodes, read as runs
-        of consecutive pages, then scanned. Tables are planned and read together as long as
-        they cannot produce the last of the k + beta*n candidates (T2); near that point one
-        leaf at a time, so no page is read that the scan does not enter.
-
-        Parameters
-        ----------
-        q : ndarray of float32, shape (d,)
-        k : int
+        Each round scans the tables in order, both sides of each; the leaves the round's
+        buckets reach are planned from the directory nodes, read as runs of consecutive pages,
+        then scanned. Tables are planned and read together as long as they cannot produce the
+        last of the candidates the cap allows (T2); near that point one leaf at a time, so no
+        page is read that the scan does not enter. ``radius_limit`` is not used (rounds have
+        fixed radii).
 
         Returns
         -------
-        sq_dists : ndarray of float64, shape (c,)
-            Squared distances of all verified candidates (c <= k + beta*n).
-        ids : ndarray of int64, shape (c,)
+        bool
+            True if the candidate cap was reached (the round stopped there).
         """
         p = self.params
-        c_ratio, w, l = p.c, p.w, p.l
-        m = self.m
-        pages, cur, keyfmt, qproj = self._pages, self._cur, self._keyfmt, self._qproj
-        dkeys, tinfo, slots, runs = self._dkeys, self._tinfo, self._slots, self._runs
-        counts, touched, run_buf, id_bits = self._counts, self._touched, self._run_buf, self.id_bits
-        read_runs = self.trees_file.read_runs_into
-        cap = self.candidate_cap(k)
-        cands = np.empty(cap, dtype=np.int64)
-        cand_sq = np.empty(cap, dtype=np.float64)
-        nums = np.array([0, 0, cap, 0], dtype=np.int64)
-        floor = max(1, l - NEAR_TABLES)
-        reached = np.zeros(l + 1, dtype=np.int64)
-        q64 = q.astype(np.float64)
-        n_verified = 0
-        log_c = math.log(c_ratio)
-
-        def radius_for(head):
-            return c_ratio ** math.ceil(math.log(2.0 * max(head, _TINY) / w) / log_c)
-
-        try:
-            self._start_rounds(q)
-            head = median_head_distance(pages, cur, keyfmt, dkeys, tinfo, qproj)
-            radius = radius_for(head) if head >= 0 else 1.0
-            status = DONE
+        l, m = p.l, self.m
+        pages, cur, keyfmt, qproj = self._pages, self._cur, self._keyfmt, self.trees.qproj
+        dkeys, tinfo, slots, runs = self._dkeys, self.trees.tinfo, self._slots, self._runs
+        rec = self.counting
+        counts, touched, cands, nums, reached = rec
+        run_buf, id_bits = self._run_buf, self.trees.id_bits
+        floor = int(nums[4])
+        read_runs = self.trees.file.read_runs_into
+        half_width = p.w * self.radius / 2.0
+        t = 0
+        while t < m:
+            g = safe_tables(nums, l, m - t, reached, floor)
+            t_stop, budget = (t + g, self._run_pages) if g else (t + 1, 1)
+            status, t_dir, s_dir, node, n_runs = plan_runs(
+                t, t_stop, budget, cur, keyfmt, dkeys, tinfo, qproj, half_width, slots, runs)
+            if status == NEED_DIR:
+                self._load_dir(s_dir, t_dir, node)
+                continue
+            if n_runs:
+                read_runs(runs[:n_runs, 0], runs[:n_runs, 1], run_buf)
             while True:
-                half_width = w * radius / 2.0
-                t = 0
-                while t < m:
-                    g = safe_tables(nums, l, m - t, reached, floor)
-                    t_stop, budget = (t + g, self._run_pages) if g else (t + 1, 1)
-                    status, t_dir, s_dir, node, n_runs = plan_runs(
-                        t, t_stop, budget, cur, keyfmt, dkeys, tinfo, qproj, half_width, slots, runs)
-                    if status == NEED_DIR:
-                        self._load_dir(s_dir, t_dir, node)
-                        continue
-                    if n_runs:
-                        read_runs(runs[:n_runs, 0], runs[:n_runs, 1], run_buf)
-                    while True:
-                        status, t_at, extra = scan_sides(t, t_stop, pages, run_buf, slots, cur,
-                                                         keyfmt, dkeys, tinfo, id_bits, qproj,
-                                                         half_width, counts, l, touched,
-                                                         cands, nums, reached, floor)
-                        if status != NEED_DIR:
-                            break
-                        self._load_dir(1, t_at, extra)
-                    if status == CAP_REACHED:
-                        break
-                    t = t_stop if status == DONE else t_at
-                # Verify the round's new candidates (T1 is tested at the end of a round).
-                n_cands = int(nums[1])
-                if n_cands > n_verified:
-                    cand_sq[n_verified:n_cands] = self.vectors.sq_distances(
-                        cands[n_verified:n_cands], q64)
-                    n_verified = n_cands
-                if status == CAP_REACHED:
+                status, t_at, extra = scan_sides(t, t_stop, pages, run_buf, slots, cur, keyfmt,
+                                                 dkeys, tinfo, id_bits, qproj, half_width,
+                                                 counts, l, touched, cands, nums, reached, floor)
+                if status != NEED_DIR:
                     break
-                if n_verified >= k:
-                    kth_sq = np.partition(cand_sq[:n_verified], k - 1)[k - 1]
-                    if math.sqrt(kth_sq) <= c_ratio * radius:
-                        break
-                head = median_head_distance(pages, cur, keyfmt, dkeys, tinfo, qproj)
-                if head < 0:
-                    break  # every entry of every table has been counted
-                radius = max(c_ratio * radius, radius_for(head))
-        finally:
-            reset_query(counts, touched, nums[0], slots)
-        return cand_sq[:n_verified].copy(), cands[:n_verified].copy()
+                self._load_dir(1, t_at, extra)
+            if status == CAP_REACHED:
+                return True
+            t = t_stop if status == DONE else t_at
+        return False
+
+    def next_round(self):
+        """Widen to the next radius: c R, or further, where the median cursor head falls in
+        the bucket (the authors' radius update). False if every entry has been counted."""
+        head = self._head()
+        if head < 0:
+            return False
+        self._set_radius(max(self.params.c * self.radius, self._radius_for(head)))
+        return True
+
+    def end(self):
+        """Zero the query's collision counts and planned slots."""
+        rec = self.counting
+        reset_query(rec.counts, rec.touched, rec.nums[N_TOUCHED], self._slots)

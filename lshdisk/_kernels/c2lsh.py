@@ -19,6 +19,7 @@ import numpy as np
 
 from storage.sorted_run import DATA_PAGE, entry_range, page_header
 
+from .counting import CAP, FLOOR, MAX_COUNT, N_CANDS, N_ENTRIES, N_TOUCHED
 from .rows import copy_row
 
 STARTED, LOADED, LO, HI, PL, EL, PR, ER = 0, 1, 2, 3, 4, 5, 6, 7
@@ -155,21 +156,21 @@ def count_ids(page, e0, e1, counts, l, touched, cands, nums, reached):
     """Collision counting over entries e0 .. e1 - 1 of a data page.
 
     Each id gets one more collision; at exactly ``l`` it is appended to ``cands``. An id's
-    first collision appends it to ``touched`` while that list has room (see
-    :func:`reset_counts`). ``nums`` is int64 ``[n_touched, n_cands, cap, max_count, floor]``:
-    max_count is the largest collision count so far, and ``reached[c]`` (int64, length
-    l + 1) counts the ids that have reached c collisions for c from ``floor`` to l (for
-    :func:`lshdisk._kernels.qalsh_rounds.safe_tables`). Returns True when n_cands reaches
-    cap (the remaining entries are left uncounted).
+    first collision appends it to ``touched`` while that list has room. ``nums`` and
+    ``reached`` are the :mod:`lshdisk._kernels.counting` record's (``reached[c]`` counts the
+    ids that have reached c collisions for c from ``nums[FLOOR]`` to l, for
+    :func:`lshdisk._kernels.counting.safe_tables`). Returns True when n_cands reaches cap
+    (the remaining entries are left uncounted).
     """
     if e1 <= e0:
         return False
     _, _, id_bits, _, _, _, ids_offset = page_header(page)
-    n_touched = nums[0]
-    n_cands = nums[1]
-    cap = nums[2]
-    max_count = nums[3]
-    floor = nums[4]
+    n_touched = nums[N_TOUCHED]
+    n_cands = nums[N_CANDS]
+    cap = nums[CAP]
+    max_count = nums[MAX_COUNT]
+    floor = nums[FLOOR]
+    taken = e1 - e0
     watch = min(max_count, floor - 1)  # counts above it take the branch keeping the rest exact
     track_limit = touched.shape[0]
     capped = False
@@ -181,7 +182,7 @@ def count_ids(page, e0, e1, counts, l, touched, cands, nums, reached):
     have = 8 - (bit & 7)
     byte += 1
     mask = (np.uint64(1) << np.uint64(id_bits)) - np.uint64(1)
-    for _ in range(e0, e1):
+    for e in range(e0, e1):
         if aligned:
             i = np.int64(page[b]) | (np.int64(page[b + 1]) << 8)
             b += 2
@@ -211,11 +212,13 @@ def count_ids(page, e0, e1, counts, l, touched, cands, nums, reached):
                     n_cands += 1
                     if n_cands >= cap:
                         capped = True
+                        taken = e + 1 - e0
                         break
             watch = min(max_count, floor - 1)
-    nums[0] = n_touched
-    nums[1] = n_cands
-    nums[3] = max_count
+    nums[N_TOUCHED] = n_touched
+    nums[N_CANDS] = n_cands
+    nums[MAX_COUNT] = max_count
+    nums[N_ENTRIES] += taken
     return capped
 
 
@@ -422,14 +425,3 @@ def all_counted(state, key_min, key_max, tcount):
         if state[t, STARTED] == 0 or state[t, LO] > key_min[t] or state[t, HI] < key_max[t]:
             return False
     return True
-
-
-@numba.njit(cache=True, nogil=True)
-def reset_counts(counts, touched, n_touched):
-    """Zero the collision counts of one query's ids: ``touched[:n_touched]``, or every count
-    if the list is full (the scan stopped listing ids: zeroing all is then cheaper)."""
-    if n_touched >= touched.shape[0]:
-        counts[:] = 0
-    else:
-        for j in range(n_touched):
-            counts[touched[j]] = 0

@@ -1,21 +1,32 @@
 """I-LSH search kernel: incremental expansion over the 2m leaf cursors with a binary heap.
 
-Cursor state is shared with the QALSH kernels (see :mod:`lshdisk._kernels.qalsh`): per side
-s (0 = left, 1 = right) and table t, ``pages[s, t]`` holds the leaf under the cursor,
-``state[s, t] = [pos, count, neighbour_page, fresh]`` and ``keyfmt[s, t] = [key_min,
-key_step, key_max]``. The heap holds one entry per cursor that has a head: its projected
-distance |key - qproj[t]| and the cursor number ``s * m + t``.
+The kernels read B+-tree leaf pages in place (no decoded copy). Per-query cursor state, one
+entry per side s (0 = left, 1 = right) and hash table t:
 
-The heap arrays have 2m + 1 slots: slot ``heap_size`` is always +inf (a sentinel).
-``nums`` (int64) carries the walk between calls:
-``[n_touched, n_cands, cap, heap_size, pending_cursor, heap_built]``.
+- ``pages[s, t]``: uint8, the leaf page under the cursor (filled by the Python side, which
+  reads, verifies and counts every page);
+- ``state[s, t]``: int64 ``[pos, count, neighbour_page, fresh]``: the next entry to take
+  (leftwards for s = 0, rightwards for s = 1), the leaf's entry count, the page of the next
+  leaf in the cursor's direction (-1: none) and 1 if the page was just loaded and its header
+  not parsed yet;
+- ``keyfmt[s, t]``: float64 ``[key_min, key_step, key_max]`` of the leaf.
+
+The heap holds one entry per cursor that has a head: its projected distance |key - qproj[t]|
+and the cursor number ``s * m + t``. The heap arrays have 2m + 1 slots: slot ``heap_size`` is
+always +inf (a sentinel). ``walk`` (int64) carries the walk between calls:
+``[heap_size, pending_cursor, heap_built]``; the collision counting is the shared
+:mod:`lshdisk._kernels.counting` record.
 """
 
 import numba
 import numpy as np
 
-from storage.leaf_codec import leaf_id, leaf_key
-from .qalsh import COUNT, FRESH, NEIGHBOUR, POS, _parse
+from storage.leaf_codec import leaf_header, leaf_id, leaf_key, leaf_search_ge
+
+from .counting import CAP, N_CANDS, N_ENTRIES, N_TOUCHED
+from .rows import copy_row
+
+POS, COUNT, NEIGHBOUR, FRESH = 0, 1, 2, 3
 
 NEED_PAGE = 1
 NEW_CANDIDATES = 2
@@ -23,7 +34,44 @@ CAP_REACHED = 3
 RADIUS_REACHED = 4
 EXHAUSTED = 5
 
-N_TOUCHED, N_CANDS, CAP, HEAP_SIZE, PENDING, HEAP_BUILT = 0, 1, 2, 3, 4, 5
+#: Columns of ``walk``.
+HEAP_SIZE, PENDING, HEAP_BUILT = 0, 1, 2
+WALK_FIELDS = 3
+
+
+@numba.njit(cache=True, nogil=True)
+def _parse(pages, state, keyfmt, s, t):
+    count, prev, nxt, kmin, step, kmax, _ = leaf_header(pages[s, t])
+    state[s, t, COUNT] = count
+    state[s, t, NEIGHBOUR] = prev if s == 0 else nxt
+    state[s, t, POS] = count - 1 if s == 0 else 0
+    state[s, t, FRESH] = 0
+    keyfmt[s, t, 0] = kmin
+    keyfmt[s, t, 1] = step
+    keyfmt[s, t, 2] = kmax
+
+
+@numba.njit(cache=True, nogil=True)
+def init_cursors(pages, state, keyfmt, qproj):
+    """Position both cursors of every table around qproj[t], in the leaf loaded as pages[0, t]
+    (copied to pages[1, t]): left at the last key < qproj[t], right at the first key >= it."""
+    m = qproj.shape[0]
+    for t in range(m):
+        copy_row(pages[0, t], pages[1, t])
+        count, prev, nxt, kmin, step, kmax, _ = leaf_header(pages[0, t])
+        p = leaf_search_ge(pages[0, t], qproj[t])
+        state[0, t, POS] = p - 1
+        state[0, t, COUNT] = count
+        state[0, t, NEIGHBOUR] = prev
+        state[0, t, FRESH] = 0
+        state[1, t, POS] = p
+        state[1, t, COUNT] = count
+        state[1, t, NEIGHBOUR] = nxt
+        state[1, t, FRESH] = 0
+        for s in range(2):
+            keyfmt[s, t, 0] = kmin
+            keyfmt[s, t, 1] = step
+            keyfmt[s, t, 2] = kmax
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -72,15 +120,15 @@ def _sift_down(heap_d, heap_c, size, d, c):
 
 
 @numba.njit(cache=True, nogil=True)
-def incremental_walk(pages, state, keyfmt, id_bits, qproj, heap_d, heap_c, counts, l, touched,
-                     cands, nums, x_stop):
+def incremental_walk(pages, state, keyfmt, id_bits, qproj, heap_d, heap_c, walk, counts, l,
+                     touched, cands, nums, x_stop):
     """Take index entries in ascending projected distance across all 2m cursors.
 
     Each entry taken gives its id one more collision; an id reaching ``l`` collisions is
     appended to ``cands``. Stops, returning (status, x), where x is the projected distance of
     the last entry taken:
 
-    NEED_PAGE: cursor ``nums[PENDING]`` (= s * m + t) used up its leaf and has a neighbour: load
+    NEED_PAGE: cursor ``walk[PENDING]`` (= s * m + t) used up its leaf and has a neighbour: load
     it into pages[s, t], set state[s, t, FRESH] = 1 and call again;
     NEW_CANDIDATES: candidates were added (verify them, update x_stop, call again);
     CAP_REACHED: nums[N_CANDS] reached nums[CAP];
@@ -88,8 +136,8 @@ def incremental_walk(pages, state, keyfmt, id_bits, qproj, heap_d, heap_c, count
     EXHAUSTED: every entry of every table has been taken.
     """
     m = qproj.shape[0]
-    size = nums[HEAP_SIZE]
-    if nums[HEAP_BUILT] == 0:
+    size = walk[HEAP_SIZE]
+    if walk[HEAP_BUILT] == 0:
         heap_d[:] = np.inf
         size = 0
         for t in range(m):
@@ -98,8 +146,8 @@ def incremental_walk(pages, state, keyfmt, id_bits, qproj, heap_d, heap_c, count
                 if 0 <= p < state[s, t, COUNT]:
                     size = _push(heap_d, heap_c, size, _head_distance(pages, state, keyfmt, qproj, s, t),
                                  s * m + t)
-        nums[HEAP_BUILT] = 1
-    pending = nums[PENDING]
+        walk[HEAP_BUILT] = 1
+    pending = walk[PENDING]
     if pending >= 0:
         s = pending // m
         t = pending - s * m
@@ -107,11 +155,12 @@ def incremental_walk(pages, state, keyfmt, id_bits, qproj, heap_d, heap_c, count
             _parse(pages, state, keyfmt, s, t)
         if 0 <= state[s, t, POS] < state[s, t, COUNT]:
             size = _push(heap_d, heap_c, size, _head_distance(pages, state, keyfmt, qproj, s, t), pending)
-        nums[PENDING] = -1
+        walk[PENDING] = -1
     n_touched = nums[N_TOUCHED]
     n_cands = nums[N_CANDS]
     cap = nums[CAP]
     before = n_cands
+    n_entries = nums[N_ENTRIES]
     x = 0.0
     status = EXHAUSTED
     while size > 0:
@@ -134,6 +183,7 @@ def incremental_walk(pages, state, keyfmt, id_bits, qproj, heap_d, heap_c, count
         if c == l:
             cands[n_cands] = i
             n_cands += 1
+        n_entries += 1
         p += -1 if s == 0 else 1
         state[s, t, POS] = p
         if 0 <= p < count:  # the cursor's next head replaces the root
@@ -145,7 +195,7 @@ def incremental_walk(pages, state, keyfmt, id_bits, qproj, heap_d, heap_c, count
             if size > 0:
                 _sift_down(heap_d, heap_c, size, last_d, heap_c[size])
             if state[s, t, NEIGHBOUR] >= 0:
-                nums[PENDING] = cursor
+                walk[PENDING] = cursor
                 status = NEED_PAGE
                 break
         if n_cands >= cap:
@@ -154,9 +204,10 @@ def incremental_walk(pages, state, keyfmt, id_bits, qproj, heap_d, heap_c, count
         if n_cands > before:
             status = NEW_CANDIDATES
             break
-    nums[HEAP_SIZE] = size
+    walk[HEAP_SIZE] = size
     nums[N_TOUCHED] = n_touched
     nums[N_CANDS] = n_cands
+    nums[N_ENTRIES] = n_entries
     if status == NEED_PAGE and n_cands >= cap:
         status = CAP_REACHED
     return status, x

@@ -31,15 +31,11 @@ import numpy as np
 from storage.leaf_codec import (inner_child, inner_count, inner_key, leaf_header, leaf_id_at,
                                 leaf_id_bits, leaf_key, leaf_search_ge)
 
+from .counting import CAP, MAX_COUNT, N_CANDS, N_ENTRIES, N_TOUCHED, reset_counts
 from .rows import copy_row
 
 POS, COUNT, LEAF, DIR_NODE = 0, 1, 2, 3
 FIRST_LEAF, N_LEAVES, FIRST_DIR, FANOUT = 0, 1, 2, 3
-
-#: Columns of ``nums``: ids touched, candidates, candidate cap (T2), largest collision count.
-N_TOUCHED, N_CANDS, CAP, MAX_COUNT = 0, 1, 2, 3
-#: safe_tables counts exactly how many ids may become candidates within this many tables.
-NEAR_TABLES = 8
 
 #: Status codes of plan_runs and scan_sides.
 DONE = 0
@@ -201,11 +197,9 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
     collision count. Each entry taken gives its id one more collision; at exactly ``l``
     collisions the id is appended to ``cands``. An id's first collision appends it to ``touched`` while that list
     has room; once it is full the ids are no longer listed (zeroing every count then costs
-    less than zeroing them one by one: see :func:`reset_query`). ``nums`` is int64
-    ``[n_touched, n_cands, cap, max_count]`` (the largest collision count so far), updated
-    in place; ``reached[c]`` (int64, length l + 1)
-    counts the ids that have reached c collisions, for c from ``floor`` to l (see
-    :func:`safe_tables`).
+    less than zeroing them one by one: see :func:`reset_query`). ``nums`` and ``reached``
+    are the :mod:`lshdisk._kernels.counting` record's, updated in place (``reached[c]``
+    counts the ids that have reached c collisions, for c from ``floor`` to l).
 
     Returns
     -------
@@ -218,6 +212,7 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
     n_touched = nums[N_TOUCHED]
     n_cands = nums[N_CANDS]
     cap = nums[CAP]
+    n_entries = nums[N_ENTRIES]
     one = counts.dtype.type(1)  # count arithmetic in the counts' own unsigned type
     l_c = counts.dtype.type(l)
     max_count = counts.dtype.type(nums[MAX_COUNT])
@@ -265,9 +260,11 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
                             hi = mid
                     stop = lo
                     step_dir = 1
+                p0 = p
                 p, n_touched, n_cands, max_count, watch, full = _take(
                     words, count, id_bits, p, stop, step_dir, counts, touched, n_touched, cands,
                     n_cands, cap, reached, max_count, watch, floor_c, l_c)
+                n_entries += abs(p - p0)
                 if full:
                     status = CAP_REACHED
                 if status != DONE or 0 <= p < count:
@@ -313,25 +310,10 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
     nums[N_TOUCHED] = n_touched
     nums[N_CANDS] = n_cands
     nums[MAX_COUNT] = max_count
+    nums[N_ENTRIES] = n_entries
     if status != DONE:
         return status, t, extra
     return DONE, t_stop, 0
-
-
-@numba.njit(cache=True, nogil=True)
-def safe_tables(nums, l, max_tables, reached, floor):
-    """How many more tables (<= max_tables) can be scanned whole with fewer new candidates
-    than the ``cap - n_cands`` still allowed, so that their leaves can be read ahead.
-
-    An id gains at most one collision per table, so g tables can only promote ids that
-    already have l - g collisions or more: none while the largest count is below l - g, and
-    for l - g >= ``floor`` at most ``reached[l - g] - n_cands`` of them.
-    """
-    g = min(max(l - 1 - nums[MAX_COUNT], 0), max_tables)
-    room = nums[CAP] - nums[N_CANDS]
-    while g < max_tables and l - g - 1 >= floor and reached[l - g - 1] - nums[N_CANDS] < room:
-        g += 1
-    return g
 
 
 @numba.njit(cache=True, nogil=True)
@@ -419,12 +401,7 @@ def descend(node_pages, qproj, next_pages):
 def reset_query(counts, touched, n_touched, slots):
     """Zero the collision counts of one query's ids and the planned slots.
 
-    The ids are ``touched[:n_touched]``; a full list (``n_touched == len(touched)``) means the
-    scan stopped listing them, and every count is zeroed.
+    The ids are ``touched[:n_touched]`` (see :func:`lshdisk._kernels.counting.reset_counts`).
     """
-    if n_touched >= touched.shape[0]:
-        counts[:] = 0
-    else:
-        for j in range(n_touched):
-            counts[touched[j]] = 0
+    reset_counts(counts, touched, n_touched)
     slots[:] = 0

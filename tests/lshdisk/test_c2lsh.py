@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 import lshdisk
-import lshdisk.index as index_module
 from lshdisk.c2lsh import (TABLES_KIND, C2LSHBuilder, C2LSHSearcher, b_scale, bucket_origin,
                            choose_unit)
 from lshdisk.evaluate import overall_ratio, recall_at_k
+from lshdisk.search import RoundSearch, SearchOptions
 from lshdisk.params import PRESETS, C2LSHParams, c2lsh_collision_prob, c2lsh_params
 from lshdisk.vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
 from lshdisk._kernels.c2lsh import (buckets_from_keys, projection_keys, query_buckets,
@@ -27,28 +27,6 @@ from storage.extsort import float32_to_ordered_u32
 from storage.iostats import IOCounter
 from storage.page_file import PageFile
 from storage.sorted_run import SortedRunWriter
-
-
-@pytest.fixture(scope="module", autouse=True)
-def c2lsh_dispatch():
-    """Make lshdisk.index dispatch "c2lsh" to lshdisk.c2lsh, unless it already does."""
-    try:
-        index_module._algorithm("c2lsh")
-        yield
-        return
-    except ValueError:
-        pass
-    original = index_module._algorithm
-
-    def dispatch(name):
-        if name == "c2lsh":
-            return c2lsh_params, C2LSHParams, C2LSHBuilder, C2LSHSearcher
-        return original(name)
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(index_module, "_algorithm", dispatch)
-    yield
-    patch.undo()
 
 
 def build_c2lsh(x, path, **kw):
@@ -264,8 +242,9 @@ def hand_index(tmp_path):
 
     vectors = VectorStore(open_file("vectors.pages", VECTORS_KIND))
     params = dataclasses.replace(c2lsh_params(12, c=2, delta=0.1, beta=0.5), m=2, l=2)
-    searcher = C2LSHSearcher(open_file, meta, {"a": np.ones((2, 1), np.float32), "b": b},
-                             params, vectors)
+    searcher = RoundSearch(C2LSHSearcher(open_file, meta,
+                                         {"a": np.ones((2, 1), np.float32), "b": b}, params,
+                                         vectors.n), vectors, counter, params.beta)
     yield searcher, counter, files["tables.pages"].file_id, files["vectors.pages"].file_id
     for f in files.values():
         f.close()
@@ -275,7 +254,7 @@ def run_query(searcher, counter, q, k):
     counter.log.clear()
     counter.reset_head()
     before = counter.snapshot()
-    sq, ids = searcher.search_one(np.array([q], np.float32), k)
+    sq, ids, _, _ = searcher.search_one(np.array([q], np.float32), SearchOptions(k=k))
     io = counter.snapshot().delta(before)
     return sq, ids, list(counter.log), io
 
@@ -554,10 +533,11 @@ def test_c2lsh_counts_are_zero_after_each_query_whether_or_not_touched_ids_overf
     q = clustered.q[:20]
     with lshdisk.open(path) as index:
         searcher = index._searcher
-        searcher._touched = np.empty(capacity or searcher.n, dtype=np.uint32)
+        searcher.counting = searcher.counting._replace(
+            touched=np.empty(capacity or searcher.n, dtype=np.int64))
         for i in range(q.shape[0]):
             D, I, st = index.search(q[i], clustered.k, return_stats=True)
-            assert not searcher._counts.any()
+            assert not searcher.counting.counts.any()
             np.testing.assert_array_equal(I, I0[i:i + 1])
             np.testing.assert_array_equal(D, D0[i:i + 1])
             assert st.page_reads[0] == s0.page_reads[i]

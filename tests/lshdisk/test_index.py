@@ -447,7 +447,7 @@ def test_index_search_after_close_is_a_value_error(tiny_index_dir, tiny_data):
 def test_index_context_manager_closes(tiny_index_dir, tiny_data):
     with lshdisk.open(tiny_index_dir) as index:
         assert repr(index).startswith("Index(") and "n=300" in repr(index)
-    assert all(pf.closed for pf in index._files)
+    assert all(pf.closed for reader in index._readers for pf in reader.files)
     with pytest.raises(ValueError, match="closed"):
         index.search(tiny_data.q, 2)
 
@@ -473,7 +473,7 @@ def test_index_search_stats_api(tiny_index, tiny_data):
     D, I, stats = tiny_index.search(tiny_data.q, 4, return_stats=True)
     assert isinstance(stats, SearchStats)
     assert stats.keys() == ["page_reads", "seeks", "bytes_read", "candidates", "cpu_seconds",
-                            "cache_hits"]
+                            "cache_hits", "rounds"]
     mean = stats.mean()
     assert set(mean) == set(stats.keys())
     assert mean["page_reads"] == pytest.approx(float(np.mean(stats.page_reads)))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import lshdisk
-from lshdisk._kernels.qalsh_rounds import CAP, MAX_COUNT, N_CANDS, safe_tables
+from lshdisk._kernels.counting import CAP, MAX_COUNT, N_CANDS, safe_tables
 from lshdisk.evaluate import recall_at_k
 
 N_TALL, D_TALL, K = 20000, 8, 10
@@ -27,7 +27,7 @@ def _recorded_search(index, q, k):
     """search() of each query alone, recording the tree pages each one reads and the directory
     nodes it loads."""
     searcher = index._searcher
-    tf = searcher.trees_file
+    tf = searcher.trees.file
     read_runs, load_dir = tf.read_runs_into, searcher._load_dir
     log = {"pages": [], "dirs": 0}
 
@@ -67,7 +67,7 @@ def test_every_tree_page_is_read_once_per_query_and_leaves_are_contiguous(tall):
     with lshdisk.open(path) as index:
         searcher = index._searcher
         per_query, dirs = _recorded_search(index, q, K)
-        tinfo = searcher._tinfo.copy()
+        tinfo = searcher.trees.tinfo.copy()
     vec_pages_per_point = 1  # 8 float32 coordinates: a point never spans two pages
     assert dirs > 0, "no query crossed into another directory node"
     for D, I, st, pages in per_query:
@@ -146,10 +146,11 @@ def test_counts_are_zero_after_each_query_whether_or_not_touched_ids_overflow(ta
         D0, I0, s0 = index.search(q, K, return_stats=True)
     with lshdisk.open(path) as index:
         searcher = index._searcher
-        searcher._touched = np.empty(capacity, dtype=np.int64)
+        searcher.counting = searcher.counting._replace(
+            touched=np.empty(capacity, dtype=np.int64))
         for i in range(q.shape[0]):
             D, I, st = index.search(q[i], K, return_stats=True)
-            assert not searcher._counts.any()
+            assert not searcher.counting.counts.any()
             np.testing.assert_array_equal(I, I0[i:i + 1])
             np.testing.assert_array_equal(D, D0[i:i + 1])
             assert st.page_reads[0] == s0.page_reads[i]
@@ -160,9 +161,11 @@ def test_uint16_counts_give_the_same_search_as_uint8(tall):
     the scan gives the same answers and page reads with either."""
     x, q, path = tall
     with lshdisk.open(path) as index:
-        assert index._searcher._counts.dtype == np.uint8
+        searcher = index._searcher
+        assert searcher.counting.counts.dtype == np.uint8
         D0, I0, s0 = index.search(q, K, return_stats=True)
-        index._searcher._counts = np.zeros(x.shape[0], dtype=np.uint16)
+        searcher.counting = searcher.counting._replace(
+            counts=np.zeros(x.shape[0], dtype=np.uint16))
         D1, I1, s1 = index.search(q, K, return_stats=True)
     np.testing.assert_array_equal(I0, I1)
     np.testing.assert_array_equal(D0, D1)

@@ -1,0 +1,267 @@
+"""The search loop every method shares: rounds, candidates, verification, termination, traces.
+
+C2LSH (Gan et al., SIGMOD 2012, Section 4), QALSH (Huang et al., PVLDB 2015, Algorithm 2) and
+I-LSH (Liu et al., ICDE 2019, Section IV) all search the same way: collision counting over m
+hash tables in rounds of growing radius (virtual rehashing; for I-LSH, segments of an
+incremental walk), an id becoming a candidate at l collisions, its exact distance computed
+from the vector store, and a stop after k candidates within c R (T1) or k + beta n candidates
+(T2). :class:`RoundSearch` owns that loop; a method supplies only its round step, a
+:class:`RoundSearcher`:
+
+- ``begin(q)`` starts a query (projections, descent or directory, first radius);
+- ``scan_round(radius_limit)`` plans, reads and counts one round into the shared counting
+  record (:mod:`lshdisk._kernels.counting`), stopping at the cap; returns True at the cap;
+- ``next_round()`` widens the radius, False once every index entry has been counted;
+- ``end()`` zeroes the query's counts;
+- attributes ``counting`` (the record), ``l``, ``c`` (the factor of T1's test),
+  ``radius`` and ``c_radius`` (the round's R and what T1 compares the k-th distance with,
+  in the data's units), ``n``, ``describe()``.
+
+When to stop is a :mod:`lshdisk.termination` policy; the loop asks it after each round, once
+the round's candidates are verified (candidates of a round are verified together: the
+distinct vector pages they need are read once each, in ascending page order).
+
+Per-round traces (``SearchOptions(trace=True)``) hold one :data:`TRACE_DTYPE` record per
+round, as the loop sees it after verification; with tracing off nothing is recorded.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from ._kernels.counting import N_CANDS, N_ENTRIES, N_TOUCHED, start_counting
+from .termination import PaperTermination, termination_policy
+
+__all__ = ["SearchOptions", "RoundView", "RoundSearch", "RoundSearcher", "TRACE_DTYPE",
+           "TRACE_FIELDS"]
+
+#: Fields of a per-round trace record, with their meaning (units: the data's own for
+#: distances and radii, pages and bytes as counted by storage.IOCounter).
+TRACE_FIELDS = (
+    ("round", "<i4", "round index, 0 first (I-LSH: walk segment)"),
+    ("radius", "<f8", "the round's search radius R (C2LSH: level times the data unit u)"),
+    ("c_radius", "<f8", "what T1 compares the k-th distance with: c R (I-LSH: R where the "
+                        "walk reached its limit, NaN elsewhere)"),
+    ("page_reads", "<i8", "pages read by the query so far (tree or table pages and vectors)"),
+    ("seeks", "<i8", "seeks so far"),
+    ("bytes_read", "<i8", "bytes read so far"),
+    ("entries", "<i8", "index entries taken so far (one collision each)"),
+    ("touched", "<i8", "distinct ids with at least one collision"),
+    ("candidates", "<i8", "ids that reached l collisions"),
+    ("verified", "<i8", "candidates whose exact distance is known (all, after each round)"),
+    ("d1", "<f8", "smallest verified distance (+inf: none)"),
+    ("dk", "<f8", "k-th smallest verified distance (+inf: fewer than k)"),
+    ("at_l1", "<i8", "ids with exactly l - 1 collisions"),
+    ("at_l2", "<i8", "ids with exactly l - 2 collisions"),
+)
+TRACE_DTYPE = np.dtype([(name, fmt) for name, fmt, _ in TRACE_FIELDS])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SearchOptions:
+    """What one search asks for.
+
+    Attributes
+    ----------
+    k : int
+        Neighbours per query, >= 1.
+    termination : TerminationPolicy or str
+        When to stop (:mod:`lshdisk.termination`; ``"paper"``: T1 + T2, the default;
+        ``"budget"``: T2 alone).
+    max_candidates : int or None
+        Overrides the policy's cap (T2's k + beta n): the one knob every method shares for
+        recall-versus-cost sweeps. At least k.
+    trace : bool
+        Record one :data:`TRACE_DTYPE` row per round.
+
+    Raises
+    ------
+    TypeError, ValueError
+        On construction, for a bad field (named in the message).
+    """
+
+    k: int
+    termination: object = field(default_factory=PaperTermination)
+    max_candidates: int | None = None
+    trace: bool = False
+
+    def __post_init__(self):
+        k = self.k
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"k must be an int, got {type(k).__name__}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        object.__setattr__(self, "k", int(k))
+        object.__setattr__(self, "termination", termination_policy(self.termination))
+        mc = self.max_candidates
+        if mc is not None:
+            if isinstance(mc, bool) or not isinstance(mc, (int, np.integer)):
+                raise TypeError(f"max_candidates must be an int or None, got {type(mc).__name__}")
+            if mc < k:
+                raise ValueError(f"max_candidates must be >= k = {k}, got {mc}")
+            object.__setattr__(self, "max_candidates", int(mc))
+
+    def cap(self, n, beta):
+        """The candidate cap of a query over n points: ``max_candidates`` or the policy's."""
+        if self.max_candidates is not None:
+            return self.max_candidates
+        return self.termination.candidate_cap(self.k, n, beta)
+
+
+@dataclass(frozen=True, slots=True)
+class RoundView:
+    """What a termination policy sees after a round (read-only).
+
+    Attributes
+    ----------
+    round : int
+    k, cap : int
+        Neighbours asked for; candidate cap.
+    c : float
+        The factor of T1's test (c for C2LSH and QALSH, 1 for I-LSH).
+    radius, c_radius : float
+        The round's R and what T1 compares the k-th distance with (data units).
+    n_candidates, n_verified : int
+    kth_distance : float
+        k-th smallest verified distance, +inf with fewer than k.
+    entries : int
+        Index entries taken so far.
+    page_reads : int
+        Pages the query has read so far.
+    """
+
+    round: int
+    k: int
+    cap: int
+    c: float
+    radius: float
+    c_radius: float
+    n_candidates: int
+    n_verified: int
+    kth_distance: float
+    entries: int
+    page_reads: int
+
+
+class RoundSearcher(Protocol):
+    """A method's round step (see the module docstring)."""
+
+    counting: tuple
+    l: int
+    c: float
+    radius: float
+    c_radius: float
+    n: int
+
+    def begin(self, q): ...
+
+    def scan_round(self, radius_limit): ...
+
+    def next_round(self): ...
+
+    def end(self): ...
+
+    def describe(self): ...
+
+
+class RoundSearch:
+    """The shared search loop over one method's round step, for one thread at a time.
+
+    Parameters
+    ----------
+    searcher : RoundSearcher
+    vectors : VectorStore
+        The index's vectors, read through the same counter as the searcher's files.
+    counter : storage.IOCounter
+        The counter of this searcher's files (one head).
+    beta : float
+        The index's beta (T2's k + beta n).
+
+    Notes
+    -----
+    Memory: the searcher's, plus 16 bytes per candidate of the largest cap used.
+    """
+
+    def __init__(self, searcher, vectors, counter, beta):
+        self.searcher = searcher
+        self.vectors = vectors
+        self.counter = counter
+        self.beta = beta
+        self.n = searcher.n
+        self._cand_sq = np.empty(0, dtype=np.float64)
+
+    def search_one(self, q, options):
+        """Search one query.
+
+        Parameters
+        ----------
+        q : ndarray of float32, shape (d,)
+        options : SearchOptions
+
+        Returns
+        -------
+        sq_dists : ndarray of float64, shape (c,)
+            Squared distances of all verified candidates (c <= the cap).
+        ids : ndarray of int64, shape (c,)
+        trace : ndarray of TRACE_DTYPE, shape (rounds,), or None without ``options.trace``
+        rounds : int
+            Rounds run.
+        """
+        step = self.searcher
+        k, policy, tracing = options.k, options.termination, options.trace
+        cap = options.cap(self.n, self.beta)
+        rec = step.counting = start_counting(step.counting, cap, step.l)
+        if self._cand_sq.shape[0] < cap:
+            self._cand_sq = np.empty(max(cap, 2 * self._cand_sq.shape[0]), dtype=np.float64)
+        cands, nums, cand_sq = rec.cands, rec.nums, self._cand_sq
+        q64 = q.astype(np.float64)
+        counter = self.counter
+        reads0 = counter.page_reads
+        rows = [] if tracing else None
+        io0 = counter.snapshot() if tracing else None
+        n_verified = 0
+        kth = math.inf
+        view = None
+        rnd = 0
+        try:
+            step.begin(q)
+            while True:
+                limit = math.inf if view is None else policy.radius_limit(view)
+                capped = step.scan_round(limit)
+                n_cands = int(nums[N_CANDS])
+                if n_cands > n_verified:
+                    cand_sq[n_verified:n_cands] = self.vectors.sq_distances(
+                        cands[n_verified:n_cands], q64)
+                    n_verified = n_cands
+                    if n_verified >= k:
+                        kth = math.sqrt(np.partition(cand_sq[:n_verified], k - 1)[k - 1])
+                view = RoundView(round=rnd, k=k, cap=cap, c=step.c, radius=step.radius,
+                                 c_radius=step.c_radius, n_candidates=n_cands,
+                                 n_verified=n_verified, kth_distance=kth,
+                                 entries=int(nums[N_ENTRIES]),
+                                 page_reads=counter.page_reads - reads0)
+                if tracing:
+                    rows.append(self._trace_row(view, counter.snapshot().delta(io0),
+                                                   cand_sq[:n_verified]))
+                rnd += 1
+                if capped or policy.should_stop(view) or not step.next_round():
+                    break
+        finally:
+            step.end()
+        trace = np.array(rows, dtype=TRACE_DTYPE) if tracing else None
+        return cand_sq[:n_verified].copy(), cands[:n_verified].copy(), trace, rnd
+
+    def _trace_row(self, view, io, verified_sq):
+        """One TRACE_DTYPE row (only when tracing: it counts ids by scanning the counts)."""
+        rec = self.searcher.counting
+        n_touched = int(rec.nums[N_TOUCHED])
+        if n_touched >= rec.touched.shape[0]:  # the list stopped: count the ids themselves
+            n_touched = int(np.count_nonzero(rec.counts))
+        l, counts = self.searcher.l, rec.counts
+        d1 = math.sqrt(float(verified_sq.min())) if verified_sq.size else math.inf
+        return (view.round, view.radius, view.c_radius, io.page_reads, io.seeks, io.bytes_read,
+                view.entries, n_touched, view.n_candidates, view.n_verified, d1,
+                view.kth_distance, int(np.count_nonzero(counts == l - 1)),
+                int(np.count_nonzero(counts == l - 2)) if l >= 2 else 0)

@@ -1,0 +1,119 @@
+"""Termination policies: when a c-k-ANN search over collision counts stops.
+
+A policy answers one question after each round of a search ("stop now?") from a read-only
+:class:`lshdisk.search.RoundView`, and gives the candidate cap (T2) the search enforces
+inside its scans. Every method's search loop (:class:`lshdisk.search.RoundSearch`) asks the
+same questions, so a new policy (a tuned budget, a learned rule) is a new class here or in a
+module of its own, and no searcher changes.
+
+The contract, :class:`TerminationPolicy`:
+
+- ``candidate_cap(k, n, beta)``: the most candidates a query may verify (T2). A search with
+  ``max_candidates`` set uses that instead.
+- ``should_stop(view)``: after each round, once its candidates are verified. The search also
+  stops at the cap and when every index entry has been counted, whatever the policy says.
+- ``radius_limit(view)``: the radius past which the policy would stop whatever else happens
+  (+inf when it has none). Rounds of fixed radius ignore it; I-LSH's incremental walk pauses
+  there, and the policy must then stop (``should_stop`` true at a view whose ``c_radius``
+  equals the limit), else the walk ends the search itself.
+
+Implemented: :class:`PaperTermination` (T1 and T2 of C2LSH, QALSH and I-LSH, the default) and
+:class:`CandidateBudget` (T2 only: verify up to the cap, widening rounds as needed).
+"""
+
+import math
+from typing import Protocol, runtime_checkable
+
+__all__ = ["TerminationPolicy", "PaperTermination", "CandidateBudget", "paper_cap",
+           "POLICIES", "termination_policy"]
+
+
+def paper_cap(k, n, beta):
+    """T2 of the papers: k + ceil(beta n) candidates (beta n rounded up, with 1e-9 slack for
+    the float product)."""
+    return k + int(math.ceil(beta * n - 1e-9))
+
+
+@runtime_checkable
+class TerminationPolicy(Protocol):
+    """When a search stops; see the module docstring for the contract."""
+
+    name: str
+
+    def candidate_cap(self, k, n, beta):
+        """int: the most candidates a query may verify."""
+
+    def should_stop(self, view):
+        """bool: stop after this round (``view``: a :class:`lshdisk.search.RoundView`)."""
+
+    def radius_limit(self, view):
+        """float: the radius at which the policy stops whatever happens (+inf: none)."""
+
+
+class PaperTermination:
+    """T1 and T2 (Gan et al. 2012, Section 4; Huang et al. 2015, Section 5; Liu et al. 2019).
+
+    T1: at least k verified candidates lie within ``view.c_radius`` (c R for C2LSH and
+    QALSH; R for I-LSH, see :mod:`lshdisk.ilsh`). T2: k + beta n candidates.
+    """
+
+    name = "paper"
+    __slots__ = ()
+
+    def candidate_cap(self, k, n, beta):
+        return paper_cap(k, n, beta)
+
+    def should_stop(self, view):
+        return view.n_verified >= view.k and view.kth_distance <= view.c_radius
+
+    def radius_limit(self, view):
+        if view.n_verified < view.k:
+            return math.inf
+        return view.kth_distance / view.c
+
+    def __repr__(self):
+        return "PaperTermination()"
+
+
+class CandidateBudget:
+    """T2 alone: the search widens its rounds until the cap (``max_candidates``, else
+    k + beta n) is reached or every entry is counted. For recall-versus-cost sweeps and for
+    an oracle of what a query needs."""
+
+    name = "budget"
+    __slots__ = ()
+
+    def candidate_cap(self, k, n, beta):
+        return paper_cap(k, n, beta)
+
+    def should_stop(self, view):
+        return False
+
+    def radius_limit(self, view):
+        return math.inf
+
+    def __repr__(self):
+        return "CandidateBudget()"
+
+
+#: Policies by name, for the CLI and ``index.search(..., termination="budget")``.
+POLICIES = {"paper": PaperTermination, "budget": CandidateBudget}
+
+
+def termination_policy(spec):
+    """A policy from a name in :data:`POLICIES` or a policy object.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name. TypeError for an object that is not a policy.
+    """
+    if isinstance(spec, str):
+        if spec not in POLICIES:
+            raise ValueError(f"termination must be one of {', '.join(POLICIES)} or a policy "
+                             f"object, got {spec!r}")
+        return POLICIES[spec]()
+    if not isinstance(spec, TerminationPolicy):
+        raise TypeError(f"termination must be a policy name or an object with candidate_cap, "
+                        f"should_stop and radius_limit, got {type(spec).__name__}")
+    return spec
