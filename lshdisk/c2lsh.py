@@ -46,18 +46,17 @@ Deviations
   10th percentile r of the distances to each sample point's nearest other sample point
   (exact duplicates skipped), scales it to the full data set's density, r (s / n)^(1 / D),
   with D the intrinsic dimension estimated from the sample's 10-NN distances (Levina and
-  Bickel, NIPS 2004, averaged as MacKay and Ghahramani propose; clamped to [1, d]), and
-  rounds down to a power of c. Why: a search with unit u is the paper's search on o / u, and
-  for power-of-c units it is the same search as with any smaller power of c, only with fewer
-  rounds that find nothing (the buckets at radius R with unit u are those at radius R u / u'
-  with unit u'), as long as u stays below the query's nearest-neighbour distance. Too large
-  a u starts with radii wider than the nearest neighbour (more candidates, worse ratio); too
-  small a u costs empty rounds (seeks and CPU, not page reads: no page is read twice). The
-  estimate follows the data's true nearest-neighbour distances (Mnist, seed 0: 161, where
-  the 10th percentile over the 100 queries is 182; u = 128; with u = 1 the same queries
-  give the same ratio, recall and candidates, 1.5 times the seeks and 1.5 % more page
-  reads, as the finer buckets pack fewer entries per page). u is stored in the metadata; distances,
-  results and the termination test are in the data's own units (T1: k-th distance <= c R u).
+  Bickel, NIPS 2004, averaged as MacKay and Ghahramani propose; clamped to [1, d]); see
+  :mod:`lshdisk.scale`. u is that estimate over sqrt(c), not rounded to a power of c:
+  multiplying the data by any positive factor multiplies u by it, so the hashes o / u, the search, its answers and its
+  I/O are the same up to float rounding. A search with unit u is the paper's search on
+  o / u. Too large a u starts with radii wider than the nearest neighbour (more candidates,
+  worse ratio); too small a u costs empty rounds (seeks and CPU, not page reads: no page is
+  read twice). The estimate follows the data's true nearest-neighbour distances (Mnist,
+  seed 0: 161, where the 10th percentile over the 100 queries is 182). Indexes built before
+  the unit was continuous store a power of c (u = 128 on Mnist) and are searched with it.
+  u is stored in the metadata; distances, results and the termination test are in the
+  data's own units (T1: k-th distance <= c R u).
 - Origin of the virtual buckets. ``floor(h / R)`` always has a boundary at 0, so buckets of
   opposite signs would never merge and a table could never be counted completely. Level-R
   buckets are taken relative to an origin ``O = -c^J``, c^J the smallest power of c at
@@ -96,6 +95,7 @@ from ._kernels.c2lsh import (BAD_PAGE, CAP_REACHED, PLAN_MISMATCH, ROUND_DONE, R
                              query_buckets, sample_knn_sqdist)
 from ._kernels.counting import FLOOR, N_TOUCHED, new_counting, reset_counts, safe_tables
 from ._kernels.projection import project_one, project_rows
+from .scale import UnitSample, data_unit, draw_sample_ids, nn_scale
 
 __all__ = ["C2LSHBuilder", "C2LSHSearcher", "TABLES_FILE", "TABLES_KIND", "draw_hash",
            "choose_unit", "b_scale", "bucket_origin"]
@@ -105,12 +105,6 @@ RUN_BUFFER_BYTES = 1 << 20
 
 TABLES_FILE = "tables.pages"
 TABLES_KIND = "sortedrun"
-#: Points in the unit sample (all of them when n is smaller).
-SAMPLE_SIZE = 1000
-#: Neighbours per sample point for the intrinsic-dimension estimate.
-SAMPLE_NEIGHBOURS = 10
-#: Percentile of the sample's nearest-neighbour distances taken as the scale.
-UNIT_PERCENTILE = 10
 _MIB = 1 << 20
 
 
@@ -129,7 +123,7 @@ def draw_hash(seed, m, d, n):
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((m, d), dtype=np.float32)
     b_fraction = rng.random(m)
-    sample_ids = np.sort(rng.choice(n, size=min(n, SAMPLE_SIZE), replace=False)).astype(np.int64)
+    sample_ids = draw_sample_ids(rng, n)
     return a, b_fraction, sample_ids
 
 
@@ -144,50 +138,26 @@ def _floor_log(x, c):
 
 
 def choose_unit(sample, n, c):
-    """The data unit u = c^j of an index, from its sample (see the module's Deviations).
+    """The data unit u of an index, from its sample (see the module's Deviations and
+    :func:`lshdisk.scale.nn_scale`).
 
     Parameters
     ----------
     sample : ndarray of float32, shape (s, d)
-        The sample rows.
     n : int
         Number of data points.
     c : int
+        The approximation ratio.
 
     Returns
     -------
     u : float
-    j : int
-        u = c^j.
+        1.0 where the sample defines no scale (fewer than two distinct points).
     info : dict
-        JSON-ready: sample size, the nearest-neighbour percentile, the intrinsic dimension
-        estimate and the scaled distance (None where undefined).
+        JSON-ready figures of the estimate.
     """
-    s, d = sample.shape
-    info = {"sample_size": int(s), "nn_percentile": UNIT_PERCENTILE, "nn_distance": None,
-            "intrinsic_dim": None, "scaled_distance": None}
-    if s < 2:
-        return 1.0, 0, info
-    k = min(SAMPLE_NEIGHBOURS, s - 1)
-    sq = np.empty((s, k), dtype=np.float64)
-    sample_knn_sqdist(np.ascontiguousarray(sample, dtype=np.float32), k, sq)
-    nn = np.sqrt(sq[:, 0])
-    nn = nn[np.isfinite(nn)]
-    if nn.size == 0:  # every sample point is the same point
-        return 1.0, 0, info
-    r = float(np.percentile(nn, UNIT_PERCENTILE))
-    full = np.sqrt(sq[np.all(np.isfinite(sq), axis=1)])
-    dim = float(d)
-    if k >= 2 and full.shape[0]:
-        mean_log = float(np.mean(np.log(full[:, -1:] / full[:, :-1])))
-        if mean_log > 0:
-            dim = min(max(1.0 / mean_log, 1.0), float(d))
-    scaled = r * (s / n) ** (1.0 / dim)
-    info.update(nn_distance=r, intrinsic_dim=dim, scaled_distance=scaled)
-    if not (scaled > 0 and math.isfinite(scaled)):
-        return 1.0, 0, info
-    j = _floor_log(scaled, c)
-    return float(c) ** j, j, info
+    scaled, info = nn_scale(sample, n)
+    return data_unit(scaled, c), info
 
 
 def b_scale(t_abs, unit, d, c, w):
@@ -242,15 +212,14 @@ class C2LSHBuilder:
         self.counter = counter
         self.a, self._b_fraction, self._sample_ids = draw_hash(seed, self.m, d, n)
         self.b = None
-        s = self._sample_ids.size
-        sample_bytes = 4 * s * d + 8 * s * SAMPLE_NEIGHBOURS
+        sample_bytes = UnitSample.bytes_needed(n, d)
         self._reserve = max(_MIB, min(memory_limit_bytes // 4, 8 * _MIB))
         sorter_bytes = memory_limit_bytes - sample_bytes - self._reserve
         if sorter_bytes < MIN_MEMORY_LIMIT_BYTES:
             need = MIN_MEMORY_LIMIT_BYTES + sample_bytes + _MIB
             raise ValueError(f"memory_limit_bytes must be at least {need} for C2LSH with d = {d} "
                              f"(sort buffer and unit sample), got {memory_limit_bytes}")
-        self._sample = np.zeros((s, d), dtype=np.float32)
+        self._sample = UnitSample(self._sample_ids, d)
         self._t_abs = 0.0
         self.sorter = ExternalSorter(work_dir, memory_limit_bytes=sorter_bytes)
         # Merge chunks: keys, tables, buckets, ids and the writer's copies, ~64 bytes a record.
@@ -279,10 +248,7 @@ class C2LSHBuilder:
         if c == 0:
             return
         self._t_abs = max(self._t_abs, float(rows.max()), -float(rows.min()))
-        ids = self._sample_ids
-        i0, i1 = np.searchsorted(ids, [start, start + c])
-        if i1 > i0:
-            self._sample[i0:i1] = rows[ids[i0:i1] - start]
+        self._sample.add_chunk(start, rows)
         proj = np.empty((c, self.m), dtype=np.float32)
         project_rows(rows, self.a, proj)
         keys = np.empty((self.m, c), dtype=np.uint64)
@@ -305,8 +271,7 @@ class C2LSHBuilder:
             JSON-ready metadata: ``files``, ``hash``, ``unit``, ``tables``, ``directory``, ...
         """
         p = self.params
-        unit, unit_exp, unit_info = choose_unit(self._sample, self.n, p.c)
-        self._sample = None
+        unit, unit_info = self._sample.unit(self.n, p.c)
         scale = b_scale(self._t_abs, unit, self.d, p.c, p.w)
         self.b = self._b_fraction * scale
         path = os.path.join(self.work_dir, TABLES_FILE)
@@ -366,7 +331,7 @@ class C2LSHBuilder:
                      "distribution": "a: N(0, 1) per coordinate; b*: uniform [0, b_max); "
                                      "numpy default_rng(seed), a then b* then the unit sample",
                      "b_max": scale},
-            "unit": dict(unit_info, u=unit, exponent=unit_exp),
+            "unit": dict(unit_info, u=unit),
             "max_abs_coordinate": self._t_abs,
             "origin": origin,
             "id_bits": bits,

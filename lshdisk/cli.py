@@ -14,6 +14,7 @@ import time
 import click
 import numpy as np
 
+from . import registry
 from .errors import LshdiskError
 from storage.errors import StorageError
 
@@ -101,11 +102,12 @@ def main():
 @main.command()
 @click.argument("source")
 @click.argument("index_dir", type=click.Path())
-@click.option("--algorithm", type=click.Choice(["qalsh", "ilsh", "c2lsh"]), default="qalsh",
+@click.option("--algorithm", type=click.Choice(list(registry.names())), default="qalsh",
               show_default=True,
-              help="LSH scheme: qalsh (Huang et al., PVLDB 2015), ilsh (Liu et al., ICDE 2019), "
-                   "c2lsh (Gan et al., SIGMOD 2012; integer -c).")
-@click.option("--preset", type=click.Choice(["jafari2021"]), default=None,
+              help="LSH scheme: " + "; ".join(f"{name}, {registry.method(name).title}"
+                                             for name in registry.names())
+                   + " (c2lsh needs an integer -c).")
+@click.option("--preset", type=click.Choice(list(registry.preset_names())), default=None,
               help="Named parameters: jafari2021 = the 2021 experimental study's delta = 0.1, w per method.")
 @click.option("-c", "--ratio", "c", type=float, default=2.0, show_default=True,
               help="Approximation ratio c > 1.")

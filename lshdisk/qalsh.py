@@ -12,11 +12,15 @@ bucket, skipping rounds that would find nothing.
 Deviations
 ----------
 - Scale: the paper assumes the nearest neighbour lies at distance >= 1 and starts at R = 1
-  (the authors' code clamps the first radius to >= 1). Here the radius takes any power of c,
-  c^j with j possibly negative, starting from the radius update rule applied to the first
-  cursor heads. The rounds then run at the data's own scale: uint8 pixels with neighbour
-  distances in the hundreds and unit-norm embeddings with distances well below 1 give the
-  same quality with no rescaling (scaling the data by c^j leaves the search unchanged).
+  (the authors' code clamps the first radius to >= 1). Here the radii are u c^j, j any
+  integer (negative too), with u the data unit the build measures from a seeded sample
+  (:mod:`lshdisk.scale`: the data's typical nearest-neighbour distance over sqrt(c)), starting
+  from the
+  radius update rule applied to the first cursor heads. The rounds then run at the data's
+  own scale: uint8 pixels with neighbour distances in the hundreds and unit-norm embeddings
+  with distances well below 1 give the same quality with no rescaling, and multiplying the
+  data by any positive factor gives the same search up to float rounding. Indexes built
+  without a unit (before it was measured) are searched with u = 1.
 - Build: the projections are sorted with an external merge sort under ``memory_limit`` and
   bulk-loaded, instead of sorting each table in RAM.
 - Leaves store 16-bit key codes and bit-packed ids (see :mod:`storage.btree`); the reference
@@ -58,6 +62,7 @@ from ._kernels.projection import project_rows
 from ._kernels.qalsh_rounds import (CAP_REACHED, DIR_NODE, DONE, NEED_DIR, load_dir,
                                     median_head_distance, place_cursors, plan_runs, reset_query,
                                     scan_sides)
+from .scale import UnitSample, draw_sample_ids
 from .trees import TREES_FILE, TREES_KIND, ProjectionTrees
 
 __all__ = ["QALSHBuilder", "QALSHSearcher", "TREES_FILE", "TREES_KIND", "draw_projections"]
@@ -82,21 +87,26 @@ class QALSHBuilder:
     n, d : int
     params : QALSHParams
     seed : int
-        Seed of the m x d Gaussian projection vectors (:func:`draw_projections`).
+        Seed of the m x d Gaussian projection vectors (:func:`draw_projections`) and, from
+        the same generator after them, of the unit sample's ids.
     page_size : int
     memory_limit_bytes : int
-        Budget for the sort buffers and chunk temporaries.
+        Budget for the sort buffers and the unit sample.
     """
 
     def __init__(self, work_dir, *, n, d, params, seed, page_size, memory_limit_bytes,
                  counter=None):
         self.work_dir = work_dir
         self.n, self.d, self.params = n, d, params
-        self.a = draw_projections(seed, params.m, d)
+        rng = np.random.default_rng(seed)
+        self.a = rng.standard_normal((params.m, d), dtype=np.float32)  # = draw_projections
+        self._sample = UnitSample(draw_sample_ids(rng, n), d)
         self.m = params.m
         self.page_size = page_size
         self.counter = counter
-        self.sorter = ExternalSorter(work_dir, memory_limit_bytes=memory_limit_bytes)
+        sorter_bytes = max(memory_limit_bytes - UnitSample.bytes_needed(n, d),
+                           memory_limit_bytes // 2)
+        self.sorter = ExternalSorter(work_dir, memory_limit_bytes=sorter_bytes)
         self._table_codes = (np.arange(self.m, dtype=np.uint64) << np.uint64(32))[:, None]
 
     def chunk_bytes_per_row(self, itemsize):
@@ -111,6 +121,7 @@ class QALSHBuilder:
         """Project ``rows`` ((c, d), storage dtype) of points ``start .. start+c-1`` and queue
         the m (key, id) entries of each for sorting."""
         c = rows.shape[0]
+        self._sample.add_chunk(start, rows)
         proj = np.empty((c, self.m), dtype=np.float32)
         project_rows(rows, self.a, proj)
         keys = float32_to_ordered_u32(np.ascontiguousarray(proj.T)).astype(np.uint64)
@@ -120,7 +131,9 @@ class QALSHBuilder:
         self.sorter.add(keys.ravel(), ids.ravel())
 
     def finish(self, progress=None):
-        """Merge the sorted runs into ``trees.pages``; return the trees' metadata (JSON-ready)."""
+        """Merge the sorted runs into ``trees.pages``; return the trees' metadata and the data
+        unit (JSON-ready)."""
+        unit, unit_info = self._sample.unit(self.n, self.params.c)
         path = os.path.join(self.work_dir, TREES_FILE)
         pf = PageFile.create(path, kind=TREES_KIND, page_size=self.page_size, counter=self.counter)
         infos = []
@@ -158,6 +171,7 @@ class QALSHBuilder:
         return {"files": {"trees": TREES_FILE},
                 "hash": {"a": "qalsh/a", "shape": [self.m, self.d], "dtype": "float32",
                          "distribution": "N(0, 1) per coordinate, numpy default_rng(seed)"},
+                "unit": dict(unit_info, u=unit),
                 "trees": [asdict(i) for i in infos]}
 
     def abort(self):
@@ -201,6 +215,8 @@ class QALSHSearcher:
         self.l = params.l
         #: T1 holds when the k-th candidate lies within c R.
         self.c = params.c
+        #: The data unit: radii are u c^j (1 for indexes built without one).
+        self.unit = float(meta.get("unit", {}).get("u", 1.0))
         ps = trees_file.page_size
         self._pages = np.zeros((2, m, ps), dtype=np.uint8)
         self._keyfmt = np.zeros((2, m, 3), dtype=np.float64)
@@ -221,9 +237,10 @@ class QALSHSearcher:
         return self.trees.describe(self.n)
 
     def _radius_for(self, head):
-        """The power of c whose bucket (width w R) reaches a projected distance ``head``."""
-        p = self.params
-        return p.c ** math.ceil(math.log(2.0 * max(head, _TINY) / p.w) / self._log_c)
+        """The radius u c^j, smallest j, whose bucket (width w R) reaches a projected
+        distance ``head``."""
+        p, u = self.params, self.unit
+        return u * p.c ** math.ceil(math.log(2.0 * max(head, _TINY) / (p.w * u)) / self._log_c)
 
     def _head(self):
         return median_head_distance(self._pages, self._cur, self._keyfmt, self._dkeys,
@@ -244,7 +261,7 @@ class QALSHSearcher:
         leaves = trees.descend(q, self._pages[0], dirs=(self._dkeys, cur))
         place_cursors(self._pages, cur, self._keyfmt, trees.qproj, leaves - trees.tinfo[:, 0])
         head = self._head()
-        self._set_radius(self._radius_for(head) if head >= 0 else 1.0)
+        self._set_radius(self._radius_for(head) if head >= 0 else self.unit)
 
     def _load_dir(self, s, t, node):
         """Read directory node ``node`` of table t (one counted page read) for side s."""
