@@ -57,11 +57,12 @@ import numpy as np
 
 from storage import BulkLoader, PageFile, TreeInfo, id_bits_for
 from storage.extsort import ExternalSorter, float32_to_ordered_u32, ordered_u32_to_float32
-from ._kernels.counting import N_TOUCHED, new_counting, safe_tables
+from ._kernels.counting import FLOOR, N_TOUCHED, new_counting, safe_tables
 from ._kernels.projection import project_rows
-from ._kernels.qalsh_rounds import (CAP_REACHED, DIR_NODE, DONE, NEED_DIR, load_dir,
+from ._kernels.qalsh_rounds import (CAP_REACHED, DIR_NODE, DONE, LOG_FULL, NEED_DIR,
+                                    READ_ERROR, Cursors, ReadAhead, RunLog, load_dir,
                                     median_head_distance, place_cursors, plan_runs, reset_query,
-                                    scan_sides)
+                                    scan_round, scan_sides)
 from .scale import UnitSample, draw_sample_ids
 from .trees import TREES_FILE, TREES_KIND, ProjectionTrees
 
@@ -228,6 +229,11 @@ class QALSHSearcher:
         self._run_pages = max(1, RUN_BUFFER_BYTES // ps)
         self._run_buf = np.zeros((self._run_pages, ps), dtype=np.uint8)
         self._node_buf = np.zeros((1, ps), dtype=np.uint8)
+        self._cursors = Cursors(self._pages, self._cur, self._keyfmt, self._dkeys, self._slots)
+        log_size = 6 * m + 16
+        self._log = RunLog(np.zeros(log_size, np.int64), np.zeros(log_size, np.int64),
+                           np.zeros(1, np.int64))
+        self._raw = None
         self._log_c = math.log(params.c)
         self.radius = 1.0
         self.c_radius = params.c
@@ -262,6 +268,7 @@ class QALSHSearcher:
         place_cursors(self._pages, cur, self._keyfmt, trees.qproj, leaves - trees.tinfo[:, 0])
         head = self._head()
         self._set_radius(self._radius_for(head) if head >= 0 else self.unit)
+        self._raw = trees.file.raw_reader()
 
     def _load_dir(self, s, t, node):
         """Read directory node ``node`` of table t (one counted page read) for side s."""
@@ -275,14 +282,52 @@ class QALSHSearcher:
         buckets reach are planned from the directory nodes, read as runs of consecutive pages,
         then scanned. Tables are planned and read together as long as they cannot produce the
         last of the candidates the cap allows (T2); near that point one leaf at a time, so no
-        page is read that the scan does not enter. ``radius_limit`` is not used (rounds have
-        fixed radii).
+        page is read that the scan does not enter. The whole round is one compiled call
+        (:func:`lshdisk._kernels.qalsh_rounds.scan_round`) that reads the pages itself, when
+        the trees file allows it (:meth:`storage.PageFile.raw_reader`: no buffer pool);
+        otherwise the same loop runs here, reading through the page file's methods. The pages,
+        their order and the counts are the same either way. ``radius_limit`` is not used
+        (rounds have fixed radii).
 
         Returns
         -------
         bool
             True if the candidate cap was reached (the round stopped there).
         """
+        if self._raw is None:
+            return self._scan_round_here()
+        p, trees, log = self.params, self.trees, self._log
+        buffers = ReadAhead(self._runs, self._run_buf[:self._run_pages], self._node_buf)
+        half_width = p.w * self.radius / 2.0
+        t = 0
+        while True:
+            status, t, err = scan_round(t, self._raw, self._cursors, trees.tinfo, trees.id_bits,
+                                        trees.qproj, half_width, buffers, self.counting, p.l,
+                                        log)
+            n = int(log.n[0])
+            if n:
+                trees.file.count_runs(log.firsts[:n].tolist(), log.counts[:n].tolist())
+                log.n[0] = 0
+            if status == LOG_FULL:
+                continue
+            if status == READ_ERROR:
+                self._raise_read_error(err)
+            return status == CAP_REACHED
+
+    def _raise_read_error(self, n_runs):
+        """Read again, through the page file's checked path, what the compiled round failed to
+        read (``n_runs`` runs of the plan, or the directory page in the plan's first row), so
+        that the error is raised and the pages before it are counted."""
+        f = self.trees.file
+        if n_runs:
+            f.read_runs_into(self._runs[:n_runs, 0], self._runs[:n_runs, 1], self._run_buf)
+        else:
+            f.read_runs_into(self._runs[:1, 0], (1,), self._node_buf)
+        raise OSError(f"{f.path}: a page read failed, then succeeded when read again")
+
+    def _scan_round_here(self):
+        """:meth:`scan_round` through the page file's read methods (with a buffer pool, or
+        where the compiled reader cannot be used)."""
         p = self.params
         l, m = p.l, self.m
         pages, cur, keyfmt, qproj = self._pages, self._cur, self._keyfmt, self.trees.qproj
@@ -290,7 +335,7 @@ class QALSHSearcher:
         rec = self.counting
         counts, touched, cands, nums, reached = rec
         run_buf, id_bits = self._run_buf, self.trees.id_bits
-        floor = int(nums[4])
+        floor = int(nums[FLOOR])
         read_runs = self.trees.file.read_runs_into
         half_width = p.w * self.radius / 2.0
         t = 0

@@ -11,12 +11,14 @@ from .errors import (ClosedFileError, CorruptPageError, NotACatalogError, NotAPa
 from .extsort import ExternalSorter, float32_to_ordered_u32, ordered_u32_to_float32
 from .iostats import IOCounter, IOStats
 from .page_file import PageFile
+from ._run_reader import RawReader, read_raw_runs
 from .sorted_run import SortedRunWriter, read_directory
 
 __all__ = [
     "BPlusTree", "BulkLoader", "Cursor", "TreeInfo", "id_bits_for", "inner_capacity",
     "leaf_capacity", "BufferPool", "ClosedFileError", "CorruptPageError", "NotAPageFileError",
     "ReadOnlyError", "StorageError", "UnsupportedVersionError", "IOCounter", "IOStats", "PageFile",
+    "RawReader", "read_raw_runs",
     "Catalog", "CATALOG_FORMAT", "CATALOG_VERSION", "NotACatalogError", "ExternalSorter",
     "float32_to_ordered_u32", "ordered_u32_to_float32", "SortedRunWriter", "read_directory",
 ]

@@ -22,6 +22,7 @@ import ctypes
 import os
 import sys
 import zlib
+from collections import namedtuple
 
 import numba
 import numpy as np
@@ -36,6 +37,10 @@ READ_ALL = 0
 BAD_RUN = 1
 TOO_FEW_ROWS = 2
 READ_FAILED = 3
+
+#: What a compiled scan needs to read a page file itself (:meth:`PageFile.raw_reader`):
+#: libc's ``pread`` and zlib-ng's CRC-32 (addresses, int), the descriptor, the page count.
+RawReader = namedtuple("RawReader", ["pread", "crc32", "fd", "n_pages"])
 
 _PREAD = []  # [address or None], filled on first use
 _CRC32 = []  # [address or None], filled on first use
@@ -188,3 +193,18 @@ def verified_runs(out, first_pages, n_pages, n_runs, crc32):
                 return r
             row += 1
     return n_runs
+
+
+@numba.njit(cache=True, nogil=True)
+def read_raw_runs(raw, first_pages, n_pages, out):
+    """Read runs of pages of the file ``raw`` (a :class:`RawReader`) into the rows of ``out``
+    (uint8 (rows, page_size)) and check every page's trailer, page number and CRC32.
+
+    Returns True if every run was read whole and every page checked; False otherwise (a run
+    outside the file, too few rows, a failed or short read, a bad trailer): the caller then
+    reads the runs again through :meth:`PageFile.read_runs_into`, which raises the error.
+    Counting is the caller's (:meth:`PageFile.count_runs`).
+    """
+    status, n_read, _, verified = pread_runs(raw.pread, raw.crc32, raw.fd, first_pages,
+                                             n_pages, out.shape[1], raw.n_pages, out)
+    return status == READ_ALL and verified == first_pages.shape[0]

@@ -29,7 +29,7 @@ from .errors import (ClosedFileError, CorruptPageError, NotAPageFileError, ReadO
 from .format import (APP_HEADER_OFFSET, DEFAULT_PAGE_SIZE, FORMAT_MAJOR, FORMAT_MINOR,
                      HEADER_STRUCT, MAGIC, MAX_PAGE_SIZE, MIN_PAGE_SIZE, TRAILER_SIZE,
                      check_page_size)
-from ._run_reader import (BAD_RUN, READ_ALL, READ_FAILED, TOO_FEW_ROWS, libc_pread,
+from ._run_reader import (BAD_RUN, READ_ALL, READ_FAILED, TOO_FEW_ROWS, RawReader, libc_pread,
                           pread_runs, verified_runs, zlib_ng_crc32)
 from .iostats import IOCounter
 
@@ -487,6 +487,40 @@ class PageFile:
             if bad < row:
                 return r
         return len(counts)  # pragma: no cover - bad < n_rows
+
+    # ------------------------------------------------------------------ compiled readers
+    def raw_reader(self):
+        """What a compiled scan needs to read this file's pages itself, or None.
+
+        Returns
+        -------
+        RawReader or None
+            ``(pread, crc32, fd, n_pages)``: the addresses of libc's ``pread`` and zlib-ng's
+            CRC-32 (see :mod:`storage._run_reader`), the descriptor and the page count. A
+            kernel reads runs with :func:`storage.read_raw_runs`, which checks every page's
+            trailer (page number and CRC32), and the caller counts them with
+            :meth:`count_runs`. None when pages must go through this object's methods: a
+            buffer pool is on (hits are not device reads), or either C function cannot be
+            called.
+
+        Raises
+        ------
+        ClosedFileError
+        """
+        if self._fd is None:
+            raise ClosedFileError(f"{self.path} is closed")
+        if self.buffer_pool.capacity_bytes:
+            return None
+        pread, crc = libc_pread(), zlib_ng_crc32()
+        if pread is None or not crc:
+            return None
+        return RawReader(pread, crc, self._fd, self._flushed_pages)
+
+    def count_runs(self, first_pages, n_pages):
+        """Count runs a compiled scan read from this file through :meth:`raw_reader`, in the
+        order read, as :meth:`read_runs_into` counts them (sequences of int, ``n_pages``
+        entries >= 1)."""
+        self.counter.record_runs(self.file_id, list(first_pages), list(n_pages), self.page_size)
 
     # ------------------------------------------------------------------ lifetime
     def _check_writable(self):

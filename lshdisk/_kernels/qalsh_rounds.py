@@ -23,25 +23,48 @@ Per-query state, one entry per side s (0 = left, 1 = right) and table t:
   ``row .. row + n - 1`` of the run buffer (ascending leaves; a left side takes from the end).
 
 Per table: ``tinfo[t]`` int64 ``[first_leaf_page, n_leaves, first_dir_page, fanout]``.
+
+:func:`scan_round` runs a whole round (plan, read, count, for every table) in one call, reading
+the pages itself through a :class:`storage.RawReader`; the caller counts the runs it logs.
+The arrays it works on are grouped in three records: :data:`Cursors` (the state above),
+:data:`ReadAhead` (the run plan, the run buffer and a node buffer) and :data:`RunLog` (the
+runs read, in order, for counting), beside the shared counting record
+(:data:`lshdisk._kernels.counting.Counting`).
 """
+
+from collections import namedtuple
 
 import numba
 import numpy as np
 
+from storage import read_raw_runs
 from storage.leaf_codec import (inner_child, inner_count, inner_key, leaf_header, leaf_id_at,
                                 leaf_id_bits, leaf_key, leaf_search_ge)
 
-from .counting import CAP, MAX_COUNT, N_CANDS, N_ENTRIES, N_TOUCHED, reset_counts
+from .counting import CAP, FLOOR, MAX_COUNT, N_CANDS, N_ENTRIES, N_TOUCHED, reset_counts, safe_tables
 from .rows import copy_row
 
 POS, COUNT, LEAF, DIR_NODE = 0, 1, 2, 3
 FIRST_LEAF, N_LEAVES, FIRST_DIR, FANOUT = 0, 1, 2, 3
 
-#: Status codes of plan_runs and scan_sides.
+#: Status codes of plan_runs, scan_sides and scan_round.
 DONE = 0
 NEED_DIR = 1
 NEED_PAGES = 2
 CAP_REACHED = 3
+LOG_FULL = 4
+READ_ERROR = 5
+
+#: A QALSH search's per-query cursor state (see the module docstring): ``pages`` (2, m,
+#: page_size) uint8, ``state`` (2, m, 4) int64, ``keyfmt`` (2, m, 3) float64, ``dkeys``
+#: (2, m, fanout) float64, ``slots`` (2, m, 2) int64.
+Cursors = namedtuple("Cursors", ["pages", "state", "keyfmt", "dkeys", "slots"])
+#: Read-ahead buffers: ``runs`` (2 m, 4) int64 (the plan: first page, pages, side, table),
+#: ``run_buf`` (pages, page_size) uint8, ``node_buf`` (1, page_size) uint8.
+ReadAhead = namedtuple("ReadAhead", ["runs", "run_buf", "node_buf"])
+#: Runs read by a compiled round, in order: ``firsts``, ``counts`` int64 (capacity,) and
+#: ``n`` int64 (1,), the number logged.
+RunLog = namedtuple("RunLog", ["firsts", "counts", "n"])
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -405,3 +428,85 @@ def reset_query(counts, touched, n_touched, slots):
     """
     reset_counts(counts, touched, n_touched)
     slots[:] = 0
+
+
+@numba.njit(cache=True, nogil=True)
+def _log_runs(log, firsts, counts):
+    n = log.n[0]
+    for r in range(firsts.shape[0]):
+        log.firsts[n + r] = firsts[r]
+        log.counts[n + r] = counts[r]
+    log.n[0] = n + firsts.shape[0]
+
+
+@numba.njit(cache=True, nogil=True)
+def _read_dir(raw, cursors, tinfo, buffers, log, s, t, node):
+    """Read directory node ``node`` of table t for side s (s < 0: both) into the node
+    buffer and hold it; False if the read or its checks failed (nothing logged)."""
+    page = np.empty(1, dtype=np.int64)
+    one = np.ones(1, dtype=np.int64)
+    page[0] = tinfo[t, FIRST_DIR] + node
+    if not read_raw_runs(raw, page, one, buffers.node_buf):
+        buffers.runs[0, 0] = page[0]  # where the error is, for the caller
+        return False
+    _log_runs(log, page, one)
+    load_dir(buffers.node_buf[0], cursors.dkeys, cursors.state, s, t, node)
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def scan_round(t_start, raw, cursors, tinfo, id_bits, qproj, half_width, buffers, counting, l,
+               log):
+    """One round of virtual rehashing over tables t_start .. m - 1, pages read in place: the
+    loop of :meth:`lshdisk.qalsh.QALSHSearcher.scan_round` (plan the leaves a batch of
+    T2-safe tables needs, read them as runs, count; one leaf at a time near the cap), with
+    every page read through ``raw`` and logged in ``log`` for the caller to count.
+
+    Returns
+    -------
+    status, t, err : int
+        DONE (t = m) or CAP_REACHED; LOG_FULL: the log has no room for another batch (count
+        it, empty it, call again from t); READ_ERROR: a read or its checks failed, nothing
+        of it logged: ``err`` runs of the plan (``buffers.runs[:err]``), or, with err = 0,
+        the directory page ``buffers.runs[0, 0]``, should be read again by the caller to
+        raise the error.
+    """
+    counts, touched, cands, nums, reached = counting
+    pages, state, keyfmt, dkeys, slots = cursors
+    runs, run_buf = buffers.runs, buffers.run_buf
+    m = qproj.shape[0]
+    floor = nums[FLOOR]
+    run_pages = run_buf.shape[0]
+    room = 3 * m + 2
+    t = t_start
+    while t < m:
+        if log.firsts.shape[0] - log.n[0] < room:
+            return LOG_FULL, t, 0
+        g = safe_tables(nums, l, m - t, reached, floor)
+        if g:
+            t_stop, budget = t + g, run_pages
+        else:
+            t_stop, budget = t + 1, 1
+        status, t_dir, s_dir, node, n_runs = plan_runs(t, t_stop, budget, state, keyfmt, dkeys,
+                                                       tinfo, qproj, half_width, slots, runs)
+        if status == NEED_DIR:
+            if not _read_dir(raw, cursors, tinfo, buffers, log, s_dir, t_dir, node):
+                return READ_ERROR, t, 0
+            continue
+        if n_runs:
+            if not read_raw_runs(raw, runs[:n_runs, 0], runs[:n_runs, 1], run_buf):
+                slots[:] = 0
+                return READ_ERROR, t, n_runs
+            _log_runs(log, runs[:n_runs, 0], runs[:n_runs, 1])
+        while True:
+            status, t_at, extra = scan_sides(t, t_stop, pages, run_buf, slots, state, keyfmt,
+                                             dkeys, tinfo, id_bits, qproj, half_width, counts, l,
+                                             touched, cands, nums, reached, floor)
+            if status != NEED_DIR:
+                break
+            if not _read_dir(raw, cursors, tinfo, buffers, log, 1, t_at, extra):
+                return READ_ERROR, t, 0
+        if status == CAP_REACHED:
+            return CAP_REACHED, t_at, 0
+        t = t_stop if status == DONE else t_at
+    return DONE, m, 0

@@ -24,32 +24,42 @@ def tall(tmp_path_factory):
 
 
 def _recorded_search(index, q, k):
-    """search() of each query alone, recording the tree pages each one reads and the directory
-    nodes it loads."""
+    """search() of each query alone, recording the tree pages each one reads (through the page
+    file's methods or counted after the compiled round read them) and the directory nodes it
+    loads beyond the descent."""
     searcher = index._searcher
     tf = searcher.trees.file
-    read_runs, load_dir = tf.read_runs_into, searcher._load_dir
-    log = {"pages": [], "dirs": 0}
+    tinfo = searcher.trees.tinfo
+    dir_pages = set()
+    for first_leaf, n_leaves, first_dir, fanout in tinfo.tolist():
+        dir_pages.update(range(first_dir, first_dir + -(-n_leaves // fanout)))
+    read_runs, count_runs = tf.read_runs_into, tf.count_runs
+    log = {"pages": []}
 
-    def record_runs(firsts, counts, out):
+    def record(firsts, counts):
         for f, c in zip(firsts, counts):
             log["pages"].extend(range(int(f), int(f) + int(c)))
+
+    def record_runs(firsts, counts, out):
+        record(firsts, counts)
         return read_runs(firsts, counts, out)
 
-    def record_dir(s, t, node):
-        log["dirs"] += 1
-        return load_dir(s, t, node)
+    def record_counted(firsts, counts):
+        record(firsts, counts)
+        return count_runs(firsts, counts)
 
-    tf.read_runs_into, searcher._load_dir = record_runs, record_dir
+    tf.read_runs_into, tf.count_runs = record_runs, record_counted
     per_query = []
+    dirs = 0
     try:
         for row in q:
             log["pages"] = []
             D, I, st = index.search(row, k, return_stats=True)
             per_query.append((D, I, st, list(log["pages"])))
+            dirs += sum(p in dir_pages for p in log["pages"]) - searcher.m  # m in the descent
     finally:
-        tf.read_runs_into, searcher._load_dir = read_runs, load_dir
-    return per_query, log["dirs"]
+        tf.read_runs_into, tf.count_runs = read_runs, count_runs
+    return per_query, dirs
 
 
 def test_tall_trees_have_three_levels_and_find_the_neighbours(tall, oracle):
@@ -170,3 +180,42 @@ def test_uint16_counts_give_the_same_search_as_uint8(tall):
     np.testing.assert_array_equal(I0, I1)
     np.testing.assert_array_equal(D0, D1)
     np.testing.assert_array_equal(s0.page_reads, s1.page_reads)
+
+
+@pytest.mark.parametrize("k", [1, K])
+def test_the_compiled_round_reads_what_the_round_through_page_file_methods_reads(tall, k):
+    """The compiled round (pages read in the kernel, counted after it) and the same loop
+    reading through the page file: the same pages in the same order, answers and counts."""
+    x, q, path = tall
+    with lshdisk.open(path) as index:
+        searcher = index._searcher
+        compiled, dirs0 = _recorded_search(index, q, k)
+        searcher.scan_round = lambda radius_limit=None: searcher._scan_round_here()
+        here, dirs1 = _recorded_search(index, q, k)
+    assert dirs0 == dirs1 > 0
+    for (D0, I0, s0, p0), (D1, I1, s1, p1) in zip(compiled, here):
+        assert p0 == p1
+        np.testing.assert_array_equal(I0, I1)
+        np.testing.assert_array_equal(D0, D1)
+        for name in ("page_reads", "seeks", "bytes_read", "candidates", "rounds"):
+            np.testing.assert_array_equal(s0[name], s1[name])
+
+
+def test_a_damaged_leaf_read_by_the_compiled_round_raises(tall, tmp_path):
+    import shutil
+    from storage.errors import CorruptPageError
+    x, q, path = tall
+    copy = tmp_path / "damaged"
+    shutil.copytree(path, copy)
+    with lshdisk.open(copy) as index:
+        m = index._searcher.m
+        (_, _, _, pages), = _recorded_search(index, q[:1], K)[0]
+    victim = pages[3 * m + 5]  # past the descent (root, directory node, leaf per tree)
+    with open(copy / "trees.pages", "r+b") as f:
+        f.seek(victim * 512 + 100)
+        byte = f.read(1)
+        f.seek(victim * 512 + 100)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    with lshdisk.open(copy) as index:
+        with pytest.raises(CorruptPageError, match=f"page {victim} "):
+            index.search(q[0], K)
