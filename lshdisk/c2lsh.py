@@ -89,10 +89,12 @@ from storage import PageFile, id_bits_for
 from storage.extsort import MIN_MEMORY_LIMIT_BYTES, ExternalSorter
 from storage.sorted_run import (DirectoryInfo, SortedRunWriter, check_data_pages,
                                 directory_entries_per_page, read_directory)
-from ._kernels.c2lsh import (BAD_PAGE, CAP_REACHED, PLAN_MISMATCH, ROUND_DONE, RUN_FIRST,
-                             RUN_PAGES, RUN_TABLE, STATE_FIELDS, absorb, advance, advance_batch,
-                             all_counted, buckets_from_keys, plan_batch, projection_keys,
-                             query_buckets, sample_knn_sqdist)
+from ._kernels.c2lsh import (BAD_PAGE, CAP_REACHED, LOG_FULL, PLAN_MISMATCH, READ_ERROR,
+                             ROUND_DONE, RUN_FIRST, RUN_PAGES, RUN_TABLE, STATE_FIELDS, Position,
+                             ReadAhead, Tables, absorb, advance, advance_batch, all_counted,
+                             buckets_from_keys, plan_batch, projection_keys, query_buckets,
+                             scan_round)
+from ._kernels.qalsh_rounds import RunLog
 from ._kernels.counting import FLOOR, N_TOUCHED, new_counting, reset_counts, safe_tables
 from ._kernels.projection import project_one, project_rows
 from .scale import UnitSample, data_unit, draw_sample_ids, nn_scale
@@ -413,6 +415,16 @@ class C2LSHSearcher:
         self._plan = np.zeros((2 * self.m, 4), dtype=np.int64)
         self._run_pages = max(1, RUN_BUFFER_BYTES // pf.page_size)
         self._run_buf = np.zeros((self._run_pages, pf.page_size), dtype=np.uint8)
+        self._tables = Tables(self._tfirst, self._tcount, self._tdir, self._dir_first,
+                              self._dir_last)
+        self._position = Position(self._state, self._lpages, self._rpages, self._qb,
+                                  self._request)
+        self._pages = np.zeros(2 * self.m, dtype=np.int64)
+        log_size = 4 * self.m + 16
+        self._log = RunLog(np.zeros(log_size, np.int64), np.zeros(log_size, np.int64),
+                           np.zeros(1, np.int64))
+        self._err = np.zeros(3, dtype=np.int64)
+        self._raw = None
         self._level = 1
         self.radius = self.unit
         self.c_radius = params.c * self.unit
@@ -447,21 +459,66 @@ class C2LSHSearcher:
         np.maximum(self._qb, self.origin, out=self._qb)
         self._state[:] = 0
         self._set_level(1)
+        self._raw = self.tables_file.raw_reader()
 
     def scan_round(self, radius_limit=math.inf):
         """Count the buckets newly covered at the current radius in every table.
 
         Tables whose runs cannot bring the candidates to the cap are planned from the
         directory and read together; near the cap, or for a table larger than the run
-        buffer, one run at a time (the same pages, in the same order, either way). With a
-        buffer pool, always one run at a time: read_run bypasses the pool (a scan must not
-        flush it), read_runs_into goes through it page by page. ``radius_limit`` is not used.
+        buffer, one run at a time (the same pages, in the same order, either way). Without a
+        buffer pool the whole round is one compiled call that reads the pages itself
+        (:func:`lshdisk._kernels.c2lsh.scan_round`, through :meth:`storage.PageFile.raw_reader`;
+        the runs it read are counted after it). With a buffer pool the loop runs here, one run
+        at a time: read_run bypasses the pool (a scan must not flush it), read_runs_into goes
+        through it page by page. ``radius_limit`` is not used.
 
         Returns
         -------
         bool
             True if the candidate cap was reached.
         """
+        if self._raw is None:
+            return self._scan_round_here()
+        pf, log, err = self.tables_file, self._log, self._err
+        ahead = ReadAhead(self._plan, self._pages, self._run_buf[:self._run_pages])
+        t = 0
+        while True:
+            status, t = scan_round(t, self._raw, self._level, self.origin, self._tables,
+                                   self._position, self.counting, self.params.l, ahead, log,
+                                   err)
+            n = int(log.n[0])
+            if n:
+                pf.count_runs(log.firsts[:n].tolist(), log.counts[:n].tolist())
+                log.n[0] = 0
+            if status == LOG_FULL:
+                continue
+            if status in (ROUND_DONE, CAP_REACHED):
+                return status == CAP_REACHED
+            self._raise_scan_error(status, t)
+
+    def _raise_scan_error(self, status, t):
+        """Raise the error the compiled round met (see its ``err`` record): the pages are
+        read again through the page file's checked methods, which word the error."""
+        pf, err, plan = self.tables_file, self._err, self._plan
+        first, count = int(err[0]), int(err[1])
+        if status == PLAN_MISMATCH:
+            raise RuntimeError(f"C2LSH planned pages disagree with the scan at table {t}, "
+                               f"run {first}")
+        if status == READ_ERROR and count < 0:  # a planned batch of -count runs
+            pf.read_runs_into(self._pages[:-count], plan[:-count, RUN_PAGES], self._run_buf)
+        elif status == BAD_PAGE and count == 0:  # run number ``first`` of the planned batch
+            row = int(plan[:first, RUN_PAGES].sum())
+            n = int(plan[first, RUN_PAGES])
+            check_data_pages(pf, self._run_buf[row:row + n, :pf.payload_size],
+                             int(self._pages[first]))
+        else:
+            check_data_pages(pf, pf.read_run(first, count), first)
+        raise OSError(f"{pf.path}: pages from {first} failed to read, then read correctly")
+
+    def _scan_round_here(self):
+        """:meth:`scan_round` through the page file's read methods (with a buffer pool, or
+        where the compiled reader cannot be used)."""
         p = self.params
         l, m = p.l, self.m
         pf = self.tables_file

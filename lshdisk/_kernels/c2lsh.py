@@ -14,12 +14,15 @@ Per-query state of hash table t, ``state[t]`` (int64), with buckets and entry po
 Pages are read by the Python side (counted, verified); the kernels only see payloads.
 """
 
+from collections import namedtuple
+
 import numba
 import numpy as np
 
+from storage import read_raw_runs
 from storage.sorted_run import DATA_PAGE, entry_range, page_header
 
-from .counting import CAP, FLOOR, MAX_COUNT, N_CANDS, N_ENTRIES, N_TOUCHED
+from .counting import CAP, FLOOR, MAX_COUNT, N_CANDS, N_ENTRIES, N_TOUCHED, safe_tables
 from .rows import copy_row
 
 STARTED, LOADED, LO, HI, PL, EL, PR, ER = 0, 1, 2, 3, 4, 5, 6, 7
@@ -31,6 +34,22 @@ NEED_LEFT = 2
 NEED_RIGHT = 3
 CAP_REACHED = 4
 BAD_PAGE = 5
+#: Further statuses of :func:`scan_round`.
+LOG_FULL = 7
+READ_ERROR = 8
+
+#: The hash tables of an index, int64 arrays: per table its first page, page count and first
+#: directory entry (``first``, ``n_pages``, ``dir_entry``, shape (m,)), and per data page its
+#: first and last bucket (``dir_first``, ``dir_last``, shape (directory entries,)).
+Tables = namedtuple("Tables", ["first", "n_pages", "dir_entry", "dir_first", "dir_last"])
+#: A query's position in the tables: ``state`` (m, STATE_FIELDS) int64, the boundary pages
+#: ``lpages``, ``rpages`` (m, payload) uint8, the query buckets ``qb`` (m,) int64 and the
+#: page ``request`` (2,) int64 of :func:`advance`.
+Position = namedtuple("Position", ["state", "lpages", "rpages", "qb", "request"])
+#: Read-ahead: the run ``plan`` (2 m, 4) int64 (RUN_TABLE, RUN_KIND, RUN_FIRST, RUN_PAGES),
+#: its pages' numbers in the file ``pages`` (2 m,) int64, the ``run_buf`` (pages,
+#: page_size) uint8.
+ReadAhead = namedtuple("ReadAhead", ["plan", "pages", "run_buf"])
 
 _SIGN = np.uint32(0x80000000)
 
@@ -425,3 +444,103 @@ def all_counted(state, key_min, key_max, tcount):
         if state[t, STARTED] == 0 or state[t, LO] > key_min[t] or state[t, HI] < key_max[t]:
             return False
     return True
+
+
+@numba.njit(cache=True, nogil=True)
+def _log_run(log, first, count):
+    n = log.n[0]
+    log.firsts[n] = first
+    log.counts[n] = count
+    log.n[0] = n + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _data_pages(block):
+    for i in range(block.shape[0]):
+        if block[i, 0] != DATA_PAGE:
+            return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True)
+def scan_round(t_start, raw, radius, origin, tables, pos, counting, l, ahead, log, err):
+    """One round of C2LSH's virtual rehashing at ``radius`` over tables t_start .. m - 1, the
+    pages read in place: the loop of :meth:`lshdisk.c2lsh.C2LSHSearcher.scan_round` (plan the
+    runs of a batch of T2-safe tables from the directory, read them, count; one run at a time
+    near the cap or for a table larger than the run buffer), every page read through ``raw``
+    (a :class:`storage.RawReader`) and logged in ``log`` (a
+    :data:`lshdisk._kernels.qalsh_rounds.RunLog`) for the caller to count.
+
+    Returns
+    -------
+    status, t : int
+        ROUND_DONE (t = m) or CAP_REACHED; LOG_FULL (count and empty the log, call again from
+        t). Errors, with ``err`` (int64 (3,)) = first page, pages and table of the run:
+        READ_ERROR (the run was not read whole or failed its checks; nothing of it logged),
+        BAD_PAGE (the run's pages are not sorted-run data pages), PLAN_MISMATCH (a bug).
+    """
+    counts, touched, cands, nums, reached = counting
+    state, lpages, rpages, qb, req = pos
+    tfirst, tcount, tdir, dir_first, dir_last = tables
+    plan, pages, run_buf = ahead
+    m = qb.shape[0]
+    floor = nums[FLOOR]
+    run_pages = run_buf.shape[0]
+    t = t_start
+    while t < m:
+        if log.firsts.shape[0] - log.n[0] < 2 * m + 1:
+            return LOG_FULL, t
+        g = safe_tables(nums, l, m - t, reached, floor)
+        t_end, n_runs = t, 0
+        if g:
+            t_end, n_runs = plan_batch(t, t + g, run_pages, radius, origin, qb, state, tdir,
+                                       tcount, dir_first, dir_last, plan)
+        if t_end > t:
+            for r in range(n_runs):
+                pages[r] = tfirst[plan[r, RUN_TABLE]] + plan[r, RUN_FIRST]
+            if n_runs:
+                if not read_raw_runs(raw, pages[:n_runs], plan[:n_runs, RUN_PAGES], run_buf):
+                    err[0], err[1], err[2] = pages[0], -n_runs, t  # the whole batch
+                    return READ_ERROR, t
+                for r in range(n_runs):
+                    _log_run(log, pages[r], plan[r, RUN_PAGES])
+            status, t_at, r = advance_batch(t, t_end, radius, origin, qb, state, lpages, rpages,
+                                            tdir, tcount, dir_first, dir_last, counts, l,
+                                            touched, cands, nums, reached, req, plan, n_runs,
+                                            run_buf)
+            if status == PLAN_MISMATCH or status == BAD_PAGE:
+                err[0], err[1], err[2] = r, 0, t_at
+                return status, t_at
+            if status == CAP_REACHED:
+                return status, t_at
+            t = t_end
+            continue
+        # One run at a time: advance asks for the pages of table t it needs next.
+        while True:
+            status, t_at = advance(t, t + 1, radius, origin, qb, state, lpages, rpages, tdir,
+                                   tcount, dir_first, dir_last, counts, l, touched, cands, nums,
+                                   reached, req)
+            if status == ROUND_DONE or status == CAP_REACHED:
+                break
+            first, count = req[0], req[1]
+            page_no = tfirst[t_at] + first
+            if count <= run_pages:
+                block = run_buf[:count]
+            else:
+                block = np.empty((count, run_buf.shape[1]), dtype=np.uint8)
+            pages[0] = page_no
+            if not read_raw_runs(raw, pages[:1], req[1:2], block):
+                err[0], err[1], err[2] = page_no, count, t_at
+                return READ_ERROR, t_at
+            _log_run(log, page_no, count)
+            if not _data_pages(block):
+                err[0], err[1], err[2] = page_no, count, t_at
+                return BAD_PAGE, t_at
+            status = absorb(status, t_at, radius, origin, qb, block, first, state, lpages,
+                            rpages, counts, l, touched, cands, nums, reached)
+            if status == CAP_REACHED:
+                break
+        if status == CAP_REACHED:
+            return status, t_at
+        t += 1
+    return ROUND_DONE, m

@@ -479,11 +479,13 @@ def test_c2lsh_mnist_reaches_the_reference_code(mnist_dir, mnist_queries, tmp_pa
     np.testing.assert_allclose(D, true, rtol=1e-5)
 
 
-def _logged_search(index, q, k):
+def _logged_search(index, q, k, compiled=False):
     """search() with the table-file runs it reads, in order, as (first page, pages), and the
-    number of read calls."""
-    pf = index._searcher.tables_file
-    read_run, read_runs_into = pf.read_run, pf.read_runs_into
+    number of read calls: through the page file's methods, or (``compiled``) by the compiled
+    round, whose runs are logged when they are counted."""
+    searcher = index._searcher
+    pf = searcher.tables_file
+    read_run, read_runs_into, count_runs = pf.read_run, pf.read_runs_into, pf.count_runs
     log = []
     calls = [0]
 
@@ -497,12 +499,34 @@ def _logged_search(index, q, k):
         calls[0] += 1
         return read_runs_into(firsts, counts, out)
 
-    pf.read_run, pf.read_runs_into = one, many
+    def counted(firsts, counts):
+        log.extend((int(f), int(c)) for f, c in zip(firsts, counts))
+        return count_runs(firsts, counts)
+
+    pf.read_run, pf.read_runs_into, pf.count_runs = one, many, counted
+    if not compiled:
+        searcher.scan_round = lambda radius_limit=None: searcher._scan_round_here()
     try:
         D, I, stats = index.search(q, k, return_stats=True)
     finally:
-        pf.read_run, pf.read_runs_into = read_run, read_runs_into
+        pf.read_run, pf.read_runs_into, pf.count_runs = read_run, read_runs_into, count_runs
+        searcher.__dict__.pop("scan_round", None)
     return D, I, stats, log, calls[0]
+
+
+@pytest.mark.parametrize("k", [1, 10, 60])
+def test_c2lsh_the_compiled_round_reads_what_the_round_through_the_page_file_reads(
+        clustered, c2lsh_clustered, k):
+    path = c2lsh_clustered[0]
+    q = clustered.q[:25]
+    with lshdisk.open(path) as index:
+        D0, I0, s0, compiled, _ = _logged_search(index, q, k, compiled=True)
+        D1, I1, s1, here, _ = _logged_search(index, q, k)
+    assert compiled == here and len(here) > 0
+    np.testing.assert_array_equal(I0, I1)
+    np.testing.assert_array_equal(D0, D1)
+    for name in ("page_reads", "seeks", "bytes_read", "candidates", "rounds"):
+        np.testing.assert_array_equal(s0[name], s1[name])
 
 
 @pytest.mark.parametrize("k", [1, 10, 60])
@@ -541,3 +565,25 @@ def test_c2lsh_counts_are_zero_after_each_query_whether_or_not_touched_ids_overf
             np.testing.assert_array_equal(I, I0[i:i + 1])
             np.testing.assert_array_equal(D, D0[i:i + 1])
             assert st.page_reads[0] == s0.page_reads[i]
+
+
+def test_c2lsh_a_damaged_table_page_read_by_the_compiled_round_raises(clustered, c2lsh_clustered,
+                                                                       tmp_path):
+    import shutil
+    from storage.errors import CorruptPageError
+    path = c2lsh_clustered[0]
+    copy = tmp_path / "damaged"
+    shutil.copytree(path, copy)
+    with lshdisk.open(copy) as index:
+        ps = index.meta["page_size"]
+        *_, runs, _ = _logged_search(index, clustered.q[:1], 10, compiled=True)
+    first, count = runs[len(runs) // 2]  # a run of the table pages, past the directory
+    victim = first + count - 1
+    with open(copy / "tables.pages", "r+b") as f:
+        f.seek(victim * ps + 40)
+        byte = f.read(1)
+        f.seek(victim * ps + 40)
+        f.write(bytes([byte[0] ^ 0x5A]))
+    with lshdisk.open(copy) as index:
+        with pytest.raises(CorruptPageError, match=f"page {victim} "):
+            index.search(clustered.q[0], 10)
