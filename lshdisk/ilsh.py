@@ -39,8 +39,10 @@ import numpy as np
 from storage import TreeInfo
 
 from ._kernels.counting import N_CANDS, N_TOUCHED, new_counting, reset_counts
-from ._kernels.ilsh import (EXHAUSTED, FRESH, NEED_PAGE, NEIGHBOUR, PENDING, RADIUS_REACHED,
-                            WALK_FIELDS, CAP_REACHED, init_cursors, incremental_walk)
+from ._kernels.ilsh import (CAP_REACHED, EXHAUSTED, FRESH, LOG_FULL, NEED_PAGE, NEIGHBOUR,
+                            PENDING, RADIUS_REACHED, READ_ERROR, WALK_FIELDS, init_cursors,
+                            incremental_walk, walk_segment)
+from ._kernels.qalsh_rounds import RunLog
 from .qalsh import QALSHBuilder
 from .trees import TREES_KIND, ProjectionTrees
 
@@ -90,6 +92,9 @@ class ILSHSearcher:
         self._heap_c = np.zeros(2 * m + 1, dtype=np.int64)
         self._walk = np.zeros(WALK_FIELDS, dtype=np.int64)
         self.counting = new_counting(n, m, params.l, n)
+        self._log = RunLog(np.zeros(1024, np.int64), np.zeros(1024, np.int64),
+                           np.zeros(1, np.int64))
+        self._raw = None
         self._status = 0
         self.radius = 0.0
         self.c_radius = 0.0
@@ -106,6 +111,7 @@ class ILSHSearcher:
         self._walk[PENDING] = -1
         self._status = 0
         self.radius = self.c_radius = 0.0
+        self._raw = self.trees.file.raw_reader()
 
     def scan_round(self, radius_limit=math.inf):
         """Walk until new candidates, the radius ``radius_limit``, the cap or the end.
@@ -122,28 +128,56 @@ class ILSHSearcher:
             True if the candidate cap was reached.
         """
         p = self.params
-        pages, state, keyfmt, rows = self._pages, self._state, self._keyfmt, self._rows
-        read_into = self.trees.file.read_page_into
-        counts, touched, cands, nums, _ = self.counting
         x_stop = radius_limit * p.w / 2.0  # the walk stops where R = 2x / w reaches the limit
-        m = self.m
-        n_before = int(nums[N_CANDS])
-        while True:
-            if self._status == NEED_PAGE:
-                s, t = divmod(int(self._walk[PENDING]), m)
-                read_into(int(state[s, t, NEIGHBOUR]), rows[s][t])
-                state[s, t, FRESH] = 1
-            status, _ = incremental_walk(pages, state, keyfmt, self.trees.id_bits,
-                                         self.trees.qproj, self._heap_d, self._heap_c,
-                                         self._walk, counts, p.l, touched, cands, nums, x_stop)
-            self._status = status
-            if status != NEED_PAGE or nums[N_CANDS] > n_before:
-                break
+        status = self._walk_here(x_stop) if self._raw is None else self._walk_compiled(x_stop)
+        self._status = status
         top = float(self._heap_d[0])
         if top < math.inf:
             self.radius = 2.0 * top / p.w
         self.c_radius = radius_limit if status == RADIUS_REACHED else math.nan
         return status == CAP_REACHED
+
+    def _walk_compiled(self, x_stop):
+        """One segment in one compiled call that reads the leaves itself
+        (:func:`lshdisk._kernels.ilsh.walk_segment`); the leaves it read are counted after."""
+        trees, log = self.trees, self._log
+        pending = self._status == NEED_PAGE
+        while True:
+            status = walk_segment(self._raw, pending, self._pages, self._state, self._keyfmt,
+                                  trees.id_bits, trees.qproj, self._heap_d, self._heap_c,
+                                  self._walk, self.counting, self.params.l, x_stop, log)
+            n = int(log.n[0])
+            if n:
+                trees.file.count_runs(log.firsts[:n].tolist(), log.counts[:n].tolist())
+                log.n[0] = 0
+            if status == READ_ERROR:  # read it again through the page file, to raise the error
+                s, t = divmod(int(self._walk[PENDING]), self.m)
+                trees.file.read_page_into(int(self._state[s, t, NEIGHBOUR]), self._rows[s][t])
+                raise OSError(f"{trees.file.path}: a leaf failed to read, then read correctly")
+            if status != LOG_FULL:
+                return status
+            pending = True
+
+    def _walk_here(self, x_stop):
+        """One segment, the leaves read through the page file's methods (with a buffer pool,
+        or where the compiled reader cannot be used)."""
+        pages, state, keyfmt, rows = self._pages, self._state, self._keyfmt, self._rows
+        read_into = self.trees.file.read_page_into
+        counts, touched, cands, nums, _ = self.counting
+        m = self.m
+        n_before = int(nums[N_CANDS])
+        status = self._status
+        while True:
+            if status == NEED_PAGE:
+                s, t = divmod(int(self._walk[PENDING]), m)
+                read_into(int(state[s, t, NEIGHBOUR]), rows[s][t])
+                state[s, t, FRESH] = 1
+            status, _ = incremental_walk(pages, state, keyfmt, self.trees.id_bits,
+                                         self.trees.qproj, self._heap_d, self._heap_c,
+                                         self._walk, counts, self.params.l, touched, cands,
+                                         nums, x_stop)
+            if status != NEED_PAGE or nums[N_CANDS] > n_before:
+                return status
 
     def next_round(self):
         """False once every entry has been taken, or the walk stopped at its radius limit

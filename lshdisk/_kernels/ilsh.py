@@ -21,6 +21,7 @@ always +inf (a sentinel). ``walk`` (int64) carries the walk between calls:
 import numba
 import numpy as np
 
+from storage import read_raw_runs
 from storage.leaf_codec import leaf_header, leaf_id, leaf_key, leaf_search_ge
 
 from .counting import CAP, N_CANDS, N_ENTRIES, N_TOUCHED
@@ -33,6 +34,8 @@ NEW_CANDIDATES = 2
 CAP_REACHED = 3
 RADIUS_REACHED = 4
 EXHAUSTED = 5
+LOG_FULL = 6
+READ_ERROR = 7
 
 #: Columns of ``walk``.
 HEAP_SIZE, PENDING, HEAP_BUILT = 0, 1, 2
@@ -211,3 +214,49 @@ def incremental_walk(pages, state, keyfmt, id_bits, qproj, heap_d, heap_c, walk,
     if status == NEED_PAGE and n_cands >= cap:
         status = CAP_REACHED
     return status, x
+
+
+@numba.njit(cache=True, nogil=True)
+def walk_segment(raw, read_pending, pages, state, keyfmt, id_bits, qproj, heap_d, heap_c, walk,
+                 counting, l, x_stop, log):
+    """One segment of the walk with the leaves it enters read in place: call
+    :func:`incremental_walk` and read the leaf it asks for (NEED_PAGE) through ``raw`` (a
+    :class:`storage.RawReader`), logging it in ``log`` (a
+    :data:`lshdisk._kernels.qalsh_rounds.RunLog`) for the caller to count, until the walk
+    stops for another reason or finds new candidates. With ``read_pending`` the leaf the
+    previous segment stopped before (NEED_PAGE with new candidates) is read first.
+
+    Returns
+    -------
+    status : int
+        That of the last :func:`incremental_walk` call (NEED_PAGE: new candidates were found
+        with a leaf still to read; call again with ``read_pending``), or LOG_FULL (count and
+        empty the log, call again with ``read_pending``), or READ_ERROR (the leaf of cursor
+        ``walk[PENDING]`` failed to read or its checks; nothing of it logged).
+    """
+    counts, touched, cands, nums, _ = counting
+    m = qproj.shape[0]
+    n_before = nums[N_CANDS]
+    page = np.empty(1, dtype=np.int64)
+    one = np.ones(1, dtype=np.int64)
+    status = NEED_PAGE
+    while True:
+        if read_pending:
+            if log.n[0] >= log.firsts.shape[0]:
+                return LOG_FULL
+            cursor = walk[PENDING]
+            s = cursor // m
+            t = cursor - s * m
+            page[0] = state[s, t, NEIGHBOUR]
+            if not read_raw_runs(raw, page, one, pages[s, t:t + 1]):
+                return READ_ERROR
+            n = log.n[0]
+            log.firsts[n] = page[0]
+            log.counts[n] = 1
+            log.n[0] = n + 1
+            state[s, t, FRESH] = 1
+        status, _ = incremental_walk(pages, state, keyfmt, id_bits, qproj, heap_d, heap_c, walk,
+                                     counts, l, touched, cands, nums, x_stop)
+        read_pending = True
+        if status != NEED_PAGE or nums[N_CANDS] > n_before:
+            return status

@@ -587,3 +587,16 @@ def test_c2lsh_a_damaged_table_page_read_by_the_compiled_round_raises(clustered,
     with lshdisk.open(copy) as index:
         with pytest.raises(CorruptPageError, match=f"page {victim} "):
             index.search(clustered.q[0], 10)
+
+
+def test_c2lsh_a_full_run_log_is_counted_and_the_round_goes_on(clustered, c2lsh_clustered):
+    from lshdisk._kernels.qalsh_rounds import RunLog
+    path, D0, I0, s0, _ = c2lsh_clustered
+    with lshdisk.open(path) as index:
+        size = 2 * index._searcher.m + 1  # room for one batch: LOG_FULL after each
+        z = np.zeros(size, np.int64)
+        index._searcher._log = RunLog(z, z.copy(), np.zeros(1, np.int64))
+        D1, I1, s1 = index.search(clustered.q, clustered.k, return_stats=True)
+    np.testing.assert_array_equal(I0, I1)
+    for name in ("page_reads", "seeks", "candidates"):
+        np.testing.assert_array_equal(s0[name], s1[name])

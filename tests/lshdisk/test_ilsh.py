@@ -124,3 +124,76 @@ def test_ilsh_heap_takes_heads_in_ascending_order(keys, data):
     taken = _heap_order(keys, replace.copy())
     assert np.all(np.diff(taken) >= 0)
     assert np.allclose(np.sort(taken), np.sort(np.concatenate([keys, replace[~drop]])))
+
+
+def _logged_walk(index, q, k, compiled):
+    """search() with the leaf pages the walk reads after the descent, in order: through the
+    page file (read_page_into) or by the compiled segments (logged when counted)."""
+    searcher = index._searcher
+    pf = searcher.trees.file
+    read_into, count_runs = pf.read_page_into, pf.count_runs
+    log = []
+
+    def one(page, out):
+        log.append(int(page))
+        return read_into(page, out)
+
+    def counted(firsts, counts):
+        for f, c in zip(firsts, counts):
+            log.extend(range(int(f), int(f) + int(c)))
+        return count_runs(firsts, counts)
+
+    pf.read_page_into, pf.count_runs = one, counted
+    if not compiled:
+        searcher._walk_compiled = searcher._walk_here
+    try:
+        D, I, stats = index.search(q, k, return_stats=True)
+    finally:
+        pf.read_page_into, pf.count_runs = read_into, count_runs
+        searcher.__dict__.pop("_walk_compiled", None)
+    return D, I, stats, log
+
+
+@pytest.mark.parametrize("k", [1, 10])
+def test_ilsh_compiled_walk_reads_what_the_walk_through_the_page_file_reads(
+        clustered, clustered_ilsh_dir, k):
+    with lshdisk.open(clustered_ilsh_dir) as index:
+        D0, I0, s0, compiled = _logged_walk(index, clustered.q[:30], k, True)
+        D1, I1, s1, here = _logged_walk(index, clustered.q[:30], k, False)
+    assert compiled == here and len(here) > 0
+    np.testing.assert_array_equal(I0, I1)
+    np.testing.assert_array_equal(D0, D1)
+    for name in ("page_reads", "seeks", "bytes_read", "candidates", "rounds"):
+        np.testing.assert_array_equal(s0[name], s1[name])
+
+
+def test_ilsh_a_damaged_leaf_read_by_the_compiled_walk_raises(clustered, clustered_ilsh_dir,
+                                                               tmp_path):
+    import shutil
+    from storage.errors import CorruptPageError
+    copy = tmp_path / "damaged"
+    shutil.copytree(clustered_ilsh_dir, copy)
+    with lshdisk.open(copy) as index:
+        ps = index.meta["page_size"]
+        *_, pages = _logged_walk(index, clustered.q[:1], 10, True)
+    victim = pages[len(pages) // 2]
+    with open(copy / "trees.pages", "r+b") as f:
+        f.seek(victim * ps + 64)
+        byte = f.read(1)
+        f.seek(victim * ps + 64)
+        f.write(bytes([byte[0] ^ 0x21]))
+    with lshdisk.open(copy) as index:
+        with pytest.raises(CorruptPageError, match=f"page {victim} "):
+            index.search(clustered.q[0], 10)
+
+
+def test_ilsh_a_full_run_log_is_counted_and_the_walk_goes_on(clustered, clustered_ilsh_dir):
+    from lshdisk._kernels.qalsh_rounds import RunLog
+    with lshdisk.open(clustered_ilsh_dir) as index:
+        D0, I0, s0 = index.search(clustered.q[:20], 10, return_stats=True)
+        one = np.zeros(1, np.int64)
+        index._searcher._log = RunLog(one.copy(), one.copy(), one.copy())  # room for 1 leaf
+        D1, I1, s1 = index.search(clustered.q[:20], 10, return_stats=True)
+    np.testing.assert_array_equal(I0, I1)
+    for name in ("page_reads", "seeks", "candidates"):
+        np.testing.assert_array_equal(s0[name], s1[name])

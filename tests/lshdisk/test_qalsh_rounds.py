@@ -219,3 +219,17 @@ def test_a_damaged_leaf_read_by_the_compiled_round_raises(tall, tmp_path):
     with lshdisk.open(copy) as index:
         with pytest.raises(CorruptPageError, match=f"page {victim} "):
             index.search(q[0], K)
+
+
+def test_a_full_run_log_is_counted_and_the_round_goes_on(tall):
+    from lshdisk._kernels.qalsh_rounds import RunLog
+    x, q, path = tall
+    with lshdisk.open(path) as index:
+        D0, I0, s0 = index.search(q, K, return_stats=True)
+        size = 3 * index._searcher.m + 2  # room for one batch: LOG_FULL after each
+        z = np.zeros(size, np.int64)
+        index._searcher._log = RunLog(z, z.copy(), np.zeros(1, np.int64))
+        D1, I1, s1 = index.search(q, K, return_stats=True)
+    np.testing.assert_array_equal(I0, I1)
+    for name in ("page_reads", "seeks", "candidates"):
+        np.testing.assert_array_equal(s0[name], s1[name])
