@@ -522,30 +522,25 @@ class C2LSHSearcher:
         p = self.params
         l, m = p.l, self.m
         pf = self.tables_file
-        state, lpages, rpages, qb, req = (self._state, self._lpages, self._rpages, self._qb,
-                                          self._request)
-        dir_first, dir_last = self._dir_first, self._dir_last
-        counts, touched, cands, nums, reached = self.counting
+        tables, pos, rec = self._tables, self._position, self.counting
+        nums, reached = rec.nums, rec.reached
         floor = int(nums[FLOOR])
-        tdir, tcount, tfirst = self._tdir, self._tcount, self._tfirst
-        plan, run_buf = self._plan, self._run_buf
+        tfirst, plan, run_buf = self._tfirst, self._plan, self._run_buf
         origin, radius = self.origin, self._level
         t = 0
         while t < m:
             g = safe_tables(nums, l, m - t, reached, floor)
             t_end, n_runs = t, 0
             if g and not pf.buffer_pool.capacity_bytes:
-                t_end, n_runs = plan_batch(t, t + g, self._run_pages, radius, origin, qb, state,
-                                           tdir, tcount, dir_first, dir_last, plan)
+                t_end, n_runs = plan_batch(t, t + g, self._run_pages, radius, origin, tables, pos,
+                                           plan)
             if t_end > t:
                 if n_runs:
                     runs = plan[:n_runs]
                     pf.read_runs_into(tfirst[runs[:, RUN_TABLE]] + runs[:, RUN_FIRST],
                                       runs[:, RUN_PAGES], run_buf)
-                status, t_at, r = advance_batch(
-                    t, t_end, radius, origin, qb, state, lpages, rpages, tdir, tcount,
-                    dir_first, dir_last, counts, l, touched, cands, nums, reached, req, plan,
-                    n_runs, run_buf)
+                status, t_at, r = advance_batch(t, t_end, radius, origin, tables, pos, rec, l,
+                                                plan, n_runs, run_buf)
                 if status == PLAN_MISMATCH:
                     raise RuntimeError(f"C2LSH planned pages disagree with the scan at table "
                                        f"{t_at}, run {r}")
@@ -556,7 +551,7 @@ class C2LSHSearcher:
                                      int(tfirst[t_at] + plan[r, RUN_FIRST]))
                 t = t_end
             else:
-                status, t = self._advance_runs(t, t + 1, radius, qb, dir_first, dir_last)
+                status, t = self._advance_runs(t, t + 1, radius)
             if status == CAP_REACHED:
                 return True
         return False
@@ -574,26 +569,23 @@ class C2LSHSearcher:
         rec = self.counting
         reset_counts(rec.counts, rec.touched, rec.nums[N_TOUCHED])
 
-    def _advance_runs(self, t_start, t_stop, radius, qb, dir_first, dir_last):
+    def _advance_runs(self, t_start, t_stop, radius):
         """:func:`advance` over tables t_start .. t_stop - 1, reading each run it asks for
         when it asks (one :meth:`PageFile.read_run`, bypassing the buffer pool). Returns
         (status, t): ROUND_DONE (t = t_stop) or CAP_REACHED."""
-        pf = self.tables_file
-        state, lpages, rpages, req = self._state, self._lpages, self._rpages, self._request
-        counts, touched, cands, nums, reached = self.counting
+        pf, req = self.tables_file, self._request
         l = self.params.l
         t = t_start
         while True:
-            status, t = advance(t, t_stop, radius, self.origin, qb, state, lpages, rpages,
-                                self._tdir, self._tcount, dir_first, dir_last, counts, l,
-                                touched, cands, nums, reached, req)
+            status, t = advance(t, t_stop, radius, self.origin, self._tables, self._position,
+                                self.counting, l)
             if status in (ROUND_DONE, CAP_REACHED):
                 return status, t
             first, count = int(req[0]), int(req[1])
             page_no = int(self._tfirst[t]) + first
             block = pf.read_run(page_no, count)
-            status = absorb(status, t, radius, self.origin, qb, block, first, state, lpages,
-                            rpages, counts, l, touched, cands, nums, reached)
+            status = absorb(status, t, radius, self.origin, block, first, self._position,
+                            self.counting, l)
             if status == CAP_REACHED:
                 return status, t
             if status == BAD_PAGE:

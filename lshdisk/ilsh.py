@@ -40,8 +40,8 @@ from storage import TreeInfo
 
 from ._kernels.counting import N_CANDS, N_TOUCHED, new_counting, reset_counts
 from ._kernels.ilsh import (CAP_REACHED, EXHAUSTED, FRESH, LOG_FULL, NEED_PAGE, NEIGHBOUR,
-                            PENDING, RADIUS_REACHED, READ_ERROR, WALK_FIELDS, init_cursors,
-                            incremental_walk, walk_segment)
+                            PENDING, RADIUS_REACHED, READ_ERROR, WALK_FIELDS, Heap, WalkCursors,
+                            init_cursors, incremental_walk, walk_segment)
 from ._kernels.qalsh_rounds import RunLog
 from .qalsh import QALSHBuilder
 from .trees import TREES_KIND, ProjectionTrees
@@ -91,6 +91,8 @@ class ILSHSearcher:
         self._heap_d = np.full(2 * m + 1, np.inf, dtype=np.float64)
         self._heap_c = np.zeros(2 * m + 1, dtype=np.int64)
         self._walk = np.zeros(WALK_FIELDS, dtype=np.int64)
+        self._cursors = WalkCursors(self._pages, self._state, self._keyfmt)
+        self._heap = Heap(self._heap_d, self._heap_c, self._walk)
         self.counting = new_counting(n, m, params.l, n)
         self._log = RunLog(np.zeros(1024, np.int64), np.zeros(1024, np.int64),
                            np.zeros(1, np.int64))
@@ -143,9 +145,8 @@ class ILSHSearcher:
         trees, log = self.trees, self._log
         pending = self._status == NEED_PAGE
         while True:
-            status = walk_segment(self._raw, pending, self._pages, self._state, self._keyfmt,
-                                  trees.id_bits, trees.qproj, self._heap_d, self._heap_c,
-                                  self._walk, self.counting, self.params.l, x_stop, log)
+            status = walk_segment(self._raw, pending, self._cursors, self._heap, trees.id_bits,
+                                  trees.qproj, self.counting, self.params.l, x_stop, log)
             n = int(log.n[0])
             if n:
                 trees.file.count_runs(log.firsts[:n].tolist(), log.counts[:n].tolist())
@@ -161,9 +162,9 @@ class ILSHSearcher:
     def _walk_here(self, x_stop):
         """One segment, the leaves read through the page file's methods (with a buffer pool,
         or where the compiled reader cannot be used)."""
-        pages, state, keyfmt, rows = self._pages, self._state, self._keyfmt, self._rows
+        state, rows = self._state, self._rows
         read_into = self.trees.file.read_page_into
-        counts, touched, cands, nums, _ = self.counting
+        nums = self.counting.nums
         m = self.m
         n_before = int(nums[N_CANDS])
         status = self._status
@@ -172,10 +173,8 @@ class ILSHSearcher:
                 s, t = divmod(int(self._walk[PENDING]), m)
                 read_into(int(state[s, t, NEIGHBOUR]), rows[s][t])
                 state[s, t, FRESH] = 1
-            status, _ = incremental_walk(pages, state, keyfmt, self.trees.id_bits,
-                                         self.trees.qproj, self._heap_d, self._heap_c,
-                                         self._walk, counts, self.params.l, touched, cands,
-                                         nums, x_stop)
+            status, _ = incremental_walk(self._cursors, self._heap, self.trees.id_bits,
+                                         self.trees.qproj, self.counting, self.params.l, x_stop)
             if status != NEED_PAGE or nums[N_CANDS] > n_before:
                 return status
 

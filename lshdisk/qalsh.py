@@ -330,10 +330,9 @@ class QALSHSearcher:
         where the compiled reader cannot be used)."""
         p = self.params
         l, m = p.l, self.m
-        pages, cur, keyfmt, qproj = self._pages, self._cur, self._keyfmt, self.trees.qproj
-        dkeys, tinfo, slots, runs = self._dkeys, self.trees.tinfo, self._slots, self._runs
+        qproj, tinfo, runs = self.trees.qproj, self.trees.tinfo, self._runs
         rec = self.counting
-        counts, touched, cands, nums, reached = rec
+        nums, reached = rec.nums, rec.reached
         run_buf, id_bits = self._run_buf, self.trees.id_bits
         floor = int(nums[FLOOR])
         read_runs = self.trees.file.read_runs_into
@@ -343,16 +342,15 @@ class QALSHSearcher:
             g = safe_tables(nums, l, m - t, reached, floor)
             t_stop, budget = (t + g, self._run_pages) if g else (t + 1, 1)
             status, t_dir, s_dir, node, n_runs = plan_runs(
-                t, t_stop, budget, cur, keyfmt, dkeys, tinfo, qproj, half_width, slots, runs)
+                t, t_stop, budget, self._cursors, tinfo, qproj, half_width, runs)
             if status == NEED_DIR:
                 self._load_dir(s_dir, t_dir, node)
                 continue
             if n_runs:
                 read_runs(runs[:n_runs, 0], runs[:n_runs, 1], run_buf)
             while True:
-                status, t_at, extra = scan_sides(t, t_stop, pages, run_buf, slots, cur, keyfmt,
-                                                 dkeys, tinfo, id_bits, qproj, half_width,
-                                                 counts, l, touched, cands, nums, reached, floor)
+                status, t_at, extra = scan_sides(t, t_stop, self._cursors, run_buf, tinfo, id_bits,
+                                                 qproj, half_width, rec, l)
                 if status != NEED_DIR:
                     break
                 self._load_dir(1, t_at, extra)

@@ -171,7 +171,7 @@ def _interval(qb, origin, radius):
 
 
 @numba.njit(cache=True, nogil=True)
-def count_ids(page, e0, e1, counts, l, touched, cands, nums, reached):
+def count_ids(page, e0, e1, counting, l):
     """Collision counting over entries e0 .. e1 - 1 of a data page.
 
     Each id gets one more collision; at exactly ``l`` it is appended to ``cands``. An id's
@@ -183,6 +183,7 @@ def count_ids(page, e0, e1, counts, l, touched, cands, nums, reached):
     """
     if e1 <= e0:
         return False
+    counts, touched, cands, nums, reached = counting
     _, _, id_bits, _, _, _, ids_offset = page_header(page)
     n_touched = nums[N_TOUCHED]
     n_cands = nums[N_CANDS]
@@ -242,8 +243,7 @@ def count_ids(page, e0, e1, counts, l, touched, cands, nums, reached):
 
 
 @numba.njit(cache=True, nogil=True)
-def advance(t_start, t_stop, radius, origin, qb, state, lpages, rpages, tdir, tcount,
-            dir_first, dir_last, counts, l, touched, cands, nums, reached, request):
+def advance(t_start, t_stop, radius, origin, tables, pos, counting, l):
     """One round of virtual rehashing at ``radius``, over tables t_start .. t_stop - 1.
 
     For each table, extends the counted buckets to the level-``radius`` bucket of the query
@@ -252,9 +252,11 @@ def advance(t_start, t_stop, radius, origin, qb, state, lpages, rpages, tdir, tc
     ``request[0] .. request[0] + request[1] - 1`` (indices within the table): read them and
     call :func:`absorb`, then call again from t; CAP_REACHED; ROUND_DONE (t = t_stop).
 
-    tdir, tcount: int64 (m,), each table's first directory entry and page count; dir_first,
-    dir_last: int64, first and last bucket of every data page (by directory entry).
+    ``tables`` is the :data:`Tables` record, ``pos`` the :data:`Position` record (``request``
+    among them), ``counting`` the :data:`lshdisk._kernels.counting.Counting` record.
     """
+    _, tcount, tdir, dir_first, dir_last = tables
+    state, lpages, rpages, qb, request = pos
     for t in range(t_start, t_stop):
         lo, hi = _interval(qb[t], origin, radius)
         d0 = tdir[t]
@@ -273,7 +275,7 @@ def advance(t_start, t_stop, radius, origin, qb, state, lpages, rpages, tdir, tc
         if lo < state[t, LO]:
             page = lpages[t]
             e0, _ = entry_range(page, lo, state[t, LO] - 1)
-            if count_ids(page, e0, state[t, EL], counts, l, touched, cands, nums, reached):
+            if count_ids(page, e0, state[t, EL], counting, l):
                 return CAP_REACHED, t
             state[t, EL] = e0
             pl = state[t, PL]
@@ -286,7 +288,7 @@ def advance(t_start, t_stop, radius, origin, qb, state, lpages, rpages, tdir, tc
         if hi > state[t, HI]:
             page = rpages[t]
             _, e1 = entry_range(page, state[t, HI] + 1, hi)
-            if count_ids(page, state[t, ER], e1, counts, l, touched, cands, nums, reached):
+            if count_ids(page, state[t, ER], e1, counting, l):
                 return CAP_REACHED, t
             state[t, ER] = e1
             pr = state[t, PR]
@@ -301,12 +303,12 @@ def advance(t_start, t_stop, radius, origin, qb, state, lpages, rpages, tdir, tc
 
 
 @numba.njit(cache=True, nogil=True)
-def absorb(kind, t, radius, origin, qb, block, first, state, lpages, rpages, counts, l,
-           touched, cands, nums, reached):
+def absorb(kind, t, radius, origin, block, first, pos, counting, l):
     """Count the entries of pages just read for table t (``block``: payloads of its pages
     first .. first + len(block) - 1) whose buckets are new in this round, and make the
     outermost of them the table's boundary page(s). Returns CAP_REACHED if the cap was
     reached, BAD_PAGE if a payload is not a sorted-run data page, else ROUND_DONE."""
+    state, lpages, rpages, qb, _ = pos
     lo, hi = _interval(qb[t], origin, radius)
     if kind == NEED_LEFT:
         hi = state[t, LO] - 1
@@ -324,7 +326,7 @@ def absorb(kind, t, radius, origin, qb, block, first, state, lpages, rpages, cou
             first_e0 = e0
         if i == nb - 1:
             last_e1 = e1
-        if count_ids(block[i], e0, e1, counts, l, touched, cands, nums, reached):
+        if count_ids(block[i], e0, e1, counting, l):
             return CAP_REACHED
     if kind == NEED_INIT or kind == NEED_LEFT:
         copy_row(block[0], lpages[t])
@@ -350,8 +352,7 @@ PLAN_MISMATCH = 6
 
 
 @numba.njit(cache=True, nogil=True)
-def plan_batch(t_start, t_stop, budget, radius, origin, qb, state, tdir, tcount, dir_first,
-               dir_last, runs):
+def plan_batch(t_start, t_stop, budget, radius, origin, tables, pos, runs):
     """The runs of table pages :func:`advance` will ask for over tables t_start .. t_stop - 1
     in this round, in the order it asks, if the cap is not reached meanwhile; at most
     ``budget`` pages.
@@ -363,6 +364,8 @@ def plan_batch(t_start, t_stop, budget, radius, origin, qb, state, tdir, tcount,
     t_start .. t_end - 1 whole (t_end = t_start if the first table alone needs more than
     ``budget`` pages).
     """
+    _, tcount, tdir, dir_first, dir_last = tables
+    state, qb = pos.state, pos.qb
     n = 0
     pages = 0
     for t in range(t_start, t_stop):
@@ -403,9 +406,7 @@ def plan_batch(t_start, t_stop, budget, radius, origin, qb, state, tdir, tcount,
 
 
 @numba.njit(cache=True, nogil=True)
-def advance_batch(t_start, t_stop, radius, origin, qb, state, lpages, rpages, tdir, tcount,
-                  dir_first, dir_last, counts, l, touched, cands, nums, reached, request, runs,
-                  n_runs, buf):
+def advance_batch(t_start, t_stop, radius, origin, tables, pos, counting, l, runs, n_runs, buf):
     """:func:`advance` over tables t_start .. t_stop - 1 with the pages of the plan of
     :func:`plan_batch` already read, run after run, into the rows of ``buf``; each run is
     given to :func:`absorb` when advance asks for it.
@@ -414,21 +415,20 @@ def advance_batch(t_start, t_stop, radius, origin, qb, state, lpages, rpages, td
     the cap cannot be reached), BAD_PAGE (run r is not made of data pages), or PLAN_MISMATCH
     (advance asked for pages other than run r's: a bug).
     """
+    request = pos.request
     r = 0
     row = 0
     t = t_start
     while True:
-        status, t = advance(t, t_stop, radius, origin, qb, state, lpages, rpages, tdir, tcount,
-                            dir_first, dir_last, counts, l, touched, cands, nums, reached,
-                            request)
+        status, t = advance(t, t_stop, radius, origin, tables, pos, counting, l)
         if status == ROUND_DONE or status == CAP_REACHED:
             return status, t, r
         if (r >= n_runs or runs[r, RUN_TABLE] != t or runs[r, RUN_KIND] != status
                 or runs[r, RUN_FIRST] != request[0] or runs[r, RUN_PAGES] != request[1]):
             return PLAN_MISMATCH, t, r
         n = request[1]
-        status = absorb(status, t, radius, origin, qb, buf[row:row + n], request[0], state,
-                        lpages, rpages, counts, l, touched, cands, nums, reached)
+        status = absorb(status, t, radius, origin, buf[row:row + n], request[0], pos, counting,
+                        l)
         if status != ROUND_DONE:
             return status, t, r
         row += n
@@ -479,9 +479,9 @@ def scan_round(t_start, raw, radius, origin, tables, pos, counting, l, ahead, lo
         READ_ERROR (the run was not read whole or failed its checks; nothing of it logged),
         BAD_PAGE (the run's pages are not sorted-run data pages), PLAN_MISMATCH (a bug).
     """
-    counts, touched, cands, nums, reached = counting
-    state, lpages, rpages, qb, req = pos
-    tfirst, tcount, tdir, dir_first, dir_last = tables
+    nums, reached = counting.nums, counting.reached
+    qb, req = pos.qb, pos.request
+    tfirst = tables.first
     plan, pages, run_buf = ahead
     m = qb.shape[0]
     floor = nums[FLOOR]
@@ -493,8 +493,7 @@ def scan_round(t_start, raw, radius, origin, tables, pos, counting, l, ahead, lo
         g = safe_tables(nums, l, m - t, reached, floor)
         t_end, n_runs = t, 0
         if g:
-            t_end, n_runs = plan_batch(t, t + g, run_pages, radius, origin, qb, state, tdir,
-                                       tcount, dir_first, dir_last, plan)
+            t_end, n_runs = plan_batch(t, t + g, run_pages, radius, origin, tables, pos, plan)
         if t_end > t:
             for r in range(n_runs):
                 pages[r] = tfirst[plan[r, RUN_TABLE]] + plan[r, RUN_FIRST]
@@ -504,10 +503,8 @@ def scan_round(t_start, raw, radius, origin, tables, pos, counting, l, ahead, lo
                     return READ_ERROR, t
                 for r in range(n_runs):
                     _log_run(log, pages[r], plan[r, RUN_PAGES])
-            status, t_at, r = advance_batch(t, t_end, radius, origin, qb, state, lpages, rpages,
-                                            tdir, tcount, dir_first, dir_last, counts, l,
-                                            touched, cands, nums, reached, req, plan, n_runs,
-                                            run_buf)
+            status, t_at, r = advance_batch(t, t_end, radius, origin, tables, pos, counting, l,
+                                            plan, n_runs, run_buf)
             if status == PLAN_MISMATCH or status == BAD_PAGE:
                 err[0], err[1], err[2] = r, 0, t_at
                 return status, t_at
@@ -517,9 +514,7 @@ def scan_round(t_start, raw, radius, origin, tables, pos, counting, l, ahead, lo
             continue
         # One run at a time: advance asks for the pages of table t it needs next.
         while True:
-            status, t_at = advance(t, t + 1, radius, origin, qb, state, lpages, rpages, tdir,
-                                   tcount, dir_first, dir_last, counts, l, touched, cands, nums,
-                                   reached, req)
+            status, t_at = advance(t, t + 1, radius, origin, tables, pos, counting, l)
             if status == ROUND_DONE or status == CAP_REACHED:
                 break
             first, count = req[0], req[1]
@@ -536,8 +531,7 @@ def scan_round(t_start, raw, radius, origin, tables, pos, counting, l, ahead, lo
             if not _data_pages(block):
                 err[0], err[1], err[2] = page_no, count, t_at
                 return BAD_PAGE, t_at
-            status = absorb(status, t_at, radius, origin, qb, block, first, state, lpages,
-                            rpages, counts, l, touched, cands, nums, reached)
+            status = absorb(status, t_at, radius, origin, block, first, pos, counting, l)
             if status == CAP_REACHED:
                 break
         if status == CAP_REACHED:

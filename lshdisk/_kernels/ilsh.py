@@ -18,6 +18,8 @@ always +inf (a sentinel). ``walk`` (int64) carries the walk between calls:
 :mod:`lshdisk._kernels.counting` record.
 """
 
+from collections import namedtuple
+
 import numba
 import numpy as np
 
@@ -28,6 +30,13 @@ from .counting import CAP, N_CANDS, N_ENTRIES, N_TOUCHED
 from .rows import copy_row
 
 POS, COUNT, NEIGHBOUR, FRESH = 0, 1, 2, 3
+
+#: The walk's cursors (see the module docstring): ``pages`` (2, m, page_size) uint8,
+#: ``state`` (2, m, 4) int64, ``keyfmt`` (2, m, 3) float64.
+WalkCursors = namedtuple("WalkCursors", ["pages", "state", "keyfmt"])
+#: The heap over the cursor heads: distances ``d`` (2 m + 1,) float64, cursor numbers ``c``
+#: (2 m + 1,) int64, and ``walk`` (WALK_FIELDS,) int64.
+Heap = namedtuple("Heap", ["d", "c", "walk"])
 
 NEED_PAGE = 1
 NEW_CANDIDATES = 2
@@ -123,8 +132,7 @@ def _sift_down(heap_d, heap_c, size, d, c):
 
 
 @numba.njit(cache=True, nogil=True)
-def incremental_walk(pages, state, keyfmt, id_bits, qproj, heap_d, heap_c, walk, counts, l,
-                     touched, cands, nums, x_stop):
+def incremental_walk(cursors, heap, id_bits, qproj, counting, l, x_stop):
     """Take index entries in ascending projected distance across all 2m cursors.
 
     Each entry taken gives its id one more collision; an id reaching ``l`` collisions is
@@ -138,6 +146,9 @@ def incremental_walk(pages, state, keyfmt, id_bits, qproj, heap_d, heap_c, walk,
     RADIUS_REACHED: the next entry's projected distance is >= x_stop (termination T1);
     EXHAUSTED: every entry of every table has been taken.
     """
+    pages, state, keyfmt = cursors
+    heap_d, heap_c, walk = heap
+    counts, touched, cands, nums, _ = counting
     m = qproj.shape[0]
     size = walk[HEAP_SIZE]
     if walk[HEAP_BUILT] == 0:
@@ -217,8 +228,7 @@ def incremental_walk(pages, state, keyfmt, id_bits, qproj, heap_d, heap_c, walk,
 
 
 @numba.njit(cache=True, nogil=True)
-def walk_segment(raw, read_pending, pages, state, keyfmt, id_bits, qproj, heap_d, heap_c, walk,
-                 counting, l, x_stop, log):
+def walk_segment(raw, read_pending, cursors, heap, id_bits, qproj, counting, l, x_stop, log):
     """One segment of the walk with the leaves it enters read in place: call
     :func:`incremental_walk` and read the leaf it asks for (NEED_PAGE) through ``raw`` (a
     :class:`storage.RawReader`), logging it in ``log`` (a
@@ -234,7 +244,8 @@ def walk_segment(raw, read_pending, pages, state, keyfmt, id_bits, qproj, heap_d
         empty the log, call again with ``read_pending``), or READ_ERROR (the leaf of cursor
         ``walk[PENDING]`` failed to read or its checks; nothing of it logged).
     """
-    counts, touched, cands, nums, _ = counting
+    pages, state = cursors.pages, cursors.state
+    walk, nums = heap.walk, counting.nums
     m = qproj.shape[0]
     n_before = nums[N_CANDS]
     page = np.empty(1, dtype=np.int64)
@@ -255,8 +266,7 @@ def walk_segment(raw, read_pending, pages, state, keyfmt, id_bits, qproj, heap_d
             log.counts[n] = 1
             log.n[0] = n + 1
             state[s, t, FRESH] = 1
-        status, _ = incremental_walk(pages, state, keyfmt, id_bits, qproj, heap_d, heap_c, walk,
-                                     counts, l, touched, cands, nums, x_stop)
+        status, _ = incremental_walk(cursors, heap, id_bits, qproj, counting, l, x_stop)
         read_pending = True
         if status != NEED_PAGE or nums[N_CANDS] > n_before:
             return status

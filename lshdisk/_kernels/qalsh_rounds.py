@@ -124,13 +124,13 @@ def _side_run(s, t, state, keyfmt, dkeys, tinfo, q, half_width, budget):
 
 
 @numba.njit(cache=True, nogil=True)
-def plan_runs(t_start, t_stop, budget, state, keyfmt, dkeys, tinfo, qproj, half_width, slots,
-              runs):
+def plan_runs(t_start, t_stop, budget, cursors, tinfo, qproj, half_width, runs):
     """Plan the leaf runs of tables t_start .. t_stop - 1 in scan order, at most ``budget`` pages.
 
-    Fills ``runs`` (int64 (>= 2m, 4): first page, pages, side, table) and ``slots``; stops after the first
-    side whose run is cut short (budget or directory node), so that every planned page is
-    scanned before anything is planned again.
+    Fills ``runs`` (int64 (>= 2m, 4): first page, pages, side, table) and the cursors'
+    ``slots`` (a :data:`Cursors` record); stops after the first side whose run is cut short
+    (budget or directory node), so that every planned page is scanned before anything is
+    planned again.
 
     Returns
     -------
@@ -138,6 +138,7 @@ def plan_runs(t_start, t_stop, budget, state, keyfmt, dkeys, tinfo, qproj, half_
         DONE: ``n_runs`` runs planned. NEED_DIR: side s of table t needs directory node
         ``node`` loaded first (``n_runs`` is 0; call again after loading it).
     """
+    state, keyfmt, dkeys, slots = cursors.state, cursors.keyfmt, cursors.dkeys, cursors.slots
     n_runs = 0
     rows = 0
     for t in range(t_start, t_stop):
@@ -211,13 +212,13 @@ def _take(words, count, id_bits, p, stop, step_dir, counts, touched, n_touched, 
 
 
 @numba.njit(cache=True, nogil=True)
-def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tinfo, id_bits,
-               qproj, half_width, counts, l, touched, cands, nums, reached, floor):
+def scan_sides(t_start, t_stop, cursors, run_buf, tinfo, id_bits, qproj, half_width, counting, l):
     """Collision counting over tables t_start .. t_stop - 1 (left side, then right) for
     ``|key - qproj[t]| <= half_width``, entering planned leaves from ``run_buf``.
 
-    ``counts`` (uint8 or uint16, one per point; the type must hold m) gives each point's
-    collision count. Each entry taken gives its id one more collision; at exactly ``l``
+    ``cursors`` is the :data:`Cursors` record, ``counting`` the
+    :data:`lshdisk._kernels.counting.Counting` record: ``counts`` (uint8 or uint16, one per
+    point; the type must hold m) gives each point's collision count. Each entry taken gives its id one more collision; at exactly ``l``
     collisions the id is appended to ``cands``. An id's first collision appends it to ``touched`` while that list
     has room; once it is full the ids are no longer listed (zeroing every count then costs
     less than zeroing them one by one: see :func:`reset_query`). ``nums`` and ``reached``
@@ -232,6 +233,9 @@ def scan_sides(t_start, t_stop, pages, run_buf, slots, state, keyfmt, dkeys, tin
         directory node (load it, call again from t). CAP_REACHED: nums[1] reached nums[2].
         A third value is the side (NEED_PAGES) or the directory node to load (NEED_DIR).
     """
+    pages, state, keyfmt, dkeys, slots = cursors
+    counts, touched, cands, nums, reached = counting
+    floor = nums[FLOOR]
     n_touched = nums[N_TOUCHED]
     n_cands = nums[N_CANDS]
     cap = nums[CAP]
@@ -471,8 +475,8 @@ def scan_round(t_start, raw, cursors, tinfo, id_bits, qproj, half_width, buffers
         the directory page ``buffers.runs[0, 0]``, should be read again by the caller to
         raise the error.
     """
-    counts, touched, cands, nums, reached = counting
-    pages, state, keyfmt, dkeys, slots = cursors
+    nums, reached = counting.nums, counting.reached
+    slots = cursors.slots
     runs, run_buf = buffers.runs, buffers.run_buf
     m = qproj.shape[0]
     floor = nums[FLOOR]
@@ -487,8 +491,8 @@ def scan_round(t_start, raw, cursors, tinfo, id_bits, qproj, half_width, buffers
             t_stop, budget = t + g, run_pages
         else:
             t_stop, budget = t + 1, 1
-        status, t_dir, s_dir, node, n_runs = plan_runs(t, t_stop, budget, state, keyfmt, dkeys,
-                                                       tinfo, qproj, half_width, slots, runs)
+        status, t_dir, s_dir, node, n_runs = plan_runs(t, t_stop, budget, cursors, tinfo, qproj,
+                                                       half_width, runs)
         if status == NEED_DIR:
             if not _read_dir(raw, cursors, tinfo, buffers, log, s_dir, t_dir, node):
                 return READ_ERROR, t, 0
@@ -499,9 +503,8 @@ def scan_round(t_start, raw, cursors, tinfo, id_bits, qproj, half_width, buffers
                 return READ_ERROR, t, n_runs
             _log_runs(log, runs[:n_runs, 0], runs[:n_runs, 1])
         while True:
-            status, t_at, extra = scan_sides(t, t_stop, pages, run_buf, slots, state, keyfmt,
-                                             dkeys, tinfo, id_bits, qproj, half_width, counts, l,
-                                             touched, cands, nums, reached, floor)
+            status, t_at, extra = scan_sides(t, t_stop, cursors, run_buf, tinfo, id_bits, qproj,
+                                             half_width, counting, l)
             if status != NEED_DIR:
                 break
             if not _read_dir(raw, cursors, tinfo, buffers, log, 1, t_at, extra):
