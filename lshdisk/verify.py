@@ -33,9 +33,9 @@ _CATALOG_DIR = "catalog"
 _RUN_BYTES = 1 << 20  # pages read per call while verifying
 _MAX_LISTED = 10  # problems listed per file; the rest are counted
 _CRC = struct.Struct("<I")
-#: Metadata keys that name a build's inputs (the build id is derived from them).
-_INPUT_KEYS = ("format", "format_version", "lshdisk_version", "algorithm", "preset", "params",
-               "seed", "page_size")
+#: Metadata keys that name a build's inputs (the build id is derived from them). Not the
+#: algorithm: QALSH and I-LSH indexes of equal parameters share their files byte for byte.
+_INPUT_KEYS = ("format", "format_version", "lshdisk_version", "params", "seed", "page_size")
 
 
 def _dump(obj):
@@ -285,7 +285,7 @@ def _verify_structure(role, pf, meta, result):
         if got != want:
             problems.append(f"{where} holds n, d, dtype = {got}, the catalog says {want}")
         ppp, ppt = header.get("points_per_page", 0), header.get("pages_per_point", 0)
-        pages = -(-header.get("n", 0) // ppp) if ppp else header.get("n", 0) * ppt
+        pages = header.get("n", 0) * ppt if ppt > 1 or not ppp else -(-header.get("n", 0) // ppp)
         if pf.page_count != 1 + pages:
             problems.append(f"{where} has {pf.page_count} pages, {1 + pages} expected for "
                             f"{header.get('n')} vectors")
