@@ -175,16 +175,19 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
     parent = os.path.dirname(index_dir)
     started = time.perf_counter()
     src = open_source(source, format=format, dtype=dtype, dim=dim)
-    work = durable.work_path(index_dir)
-    os.mkdir(work)
-    durable.fault_point("build:started")
-    builder = None
-    needed = None
     try:
         params = params_fn(src.n, c=c, **overrides)
         needed = _space_needed(src.n, src.d, src.dtype.itemsize, params.m, page_size,
                                memory_limit_bytes)
         durable.check_free_space(parent, needed, what=f"building {index_dir}")
+    except BaseException:
+        src.close()
+        raise
+    work = durable.work_path(index_dir)
+    os.mkdir(work)
+    durable.fault_point("build:started")
+    builder = writer = None
+    try:
         counter = IOCounter()
         # Budget: 60 % external sort, 15 % chunk temporaries, the rest for writers and slack.
         builder = builder_cls(work, n=src.n, d=src.d, params=params, seed=int(seed),
@@ -231,20 +234,23 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
         durable.fault_point("build:catalog-written")
         _install(work, index_dir)
     except NoSpaceError as exc:
-        _abort(builder, work)
+        _abort(builder, writer, work)
         raise NoSpaceError(f"{exc.path}: no space left on the device while building {index_dir}: "
-                           f"the build needs about {(needed or 0) / 2**20:.1f} MiB in {parent}, "
+                           f"the build needs about {needed / 2**20:.1f} MiB in {parent}, "
                            f"{durable.free_bytes(parent) / 2**20:.1f} MiB are free now; free "
                            f"space or build on another disk", errno=exc.errno, path=exc.path,
                            bytes_needed=needed) from exc
     except BaseException:
-        _abort(builder, work)
+        _abort(builder, writer, work)
         raise
     finally:
         src.close()
 
 
-def _abort(builder, work):
+def _abort(builder, writer, work):
+    """Close what a failed build holds open (so that its space is freed) and remove it."""
+    if writer is not None:
+        writer.abort()
     if builder is not None:
         builder.abort()
     shutil.rmtree(work, ignore_errors=True)

@@ -271,6 +271,9 @@ class Catalog:
                     f"{path!r} is not a catalog: {_DATA_FILE} is not an LMDB file"
                 ) from exc
             except lmdb.Error as exc:
+                if "already open" in str(exc):  # an lmdb.Environment opened outside Catalog
+                    raise CatalogInUseError(f"catalog {path!r} is open in this process outside "
+                                            f"storage.catalog: close that environment") from exc
                 raise CorruptCatalogError(f"catalog {path!r} cannot be opened ({exc}): it is "
                                           f"damaged; rebuild the index") from exc
             try:

@@ -191,12 +191,18 @@ class PageFile:
         NoSpaceError
             The device is full (ENOSPC, EDQUOT).
         WriteFailedError
-            Another write error (EIO...).
+            Another write error (EIO...). After either, the buffered pages are dropped: the
+            file is incomplete and must be discarded.
         """
         if not self._pending:
             return
         data = b"".join(self._pending)
-        pwrite_all(self._fd, data, self._flushed_pages * self.page_size, path=self.path)
+        try:
+            pwrite_all(self._fd, data, self._flushed_pages * self.page_size, path=self.path)
+        except BaseException:
+            # The file is incomplete and must be discarded; close() must not write again.
+            self._pending, self._pending_bytes = [], 0
+            raise
         self.counter.record_write(len(self._pending), len(data))
         self._flushed_pages += len(self._pending)
         self._pending = []
