@@ -400,6 +400,10 @@ class TargetLock:
             os.ftruncate(fd, 0)
             pwrite_all(fd, _LOCK_TAG + f" pid={os.getpid()}\n".encode(), 0, path=self.path)
         except BaseException:
+            try:
+                os.unlink(self.path)  # ours while we hold the lock
+            except FileNotFoundError:
+                pass
             os.close(fd)
             raise
         self._fd = fd

@@ -1,0 +1,54 @@
+"""Fixtures shared by the storage and lshdisk tests: write-fault injection."""
+
+import errno
+import os
+
+import pytest
+
+
+class WriteFaults:
+    """Replaces ``os.pwrite`` and ``os.write``: call number ``at`` (0-based, counting both)
+    gets ``fault``: ``"short"`` (half the bytes are written), ``"zero"`` (nothing, every call
+    from then on), ``"enospc"`` or ``"eio"`` (raises). Records every call's byte count."""
+
+    def __init__(self, monkeypatch, *, at=None, fault=None):
+        self.calls = []  # (kind, bytes asked) per call, kind "pwrite" or "write"
+        self.at, self.fault = at, fault
+        real_pwrite, real_write = os.pwrite, os.write
+
+        def pick(kind, data):
+            i = len(self.calls)
+            self.calls.append((kind, len(memoryview(data).cast("B"))))
+            if self.fault == "zero" and self.at is not None and i >= self.at:
+                return "zero"
+            return self.fault if i == self.at else None
+
+        def pwrite(fd, data, offset):
+            return self._apply(pick("pwrite", data), data, lambda b: real_pwrite(fd, b, offset))
+
+        def write(fd, data):
+            return self._apply(pick("write", data), data, lambda b: real_write(fd, b))
+
+        monkeypatch.setattr(os, "pwrite", pwrite)
+        monkeypatch.setattr(os, "write", write)
+
+    @staticmethod
+    def _apply(fault, data, do):
+        view = memoryview(data).cast("B")
+        if fault == "short" and view.nbytes > 1:
+            return do(view[: view.nbytes // 2])
+        if fault == "zero":
+            return 0
+        if fault == "enospc":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        if fault == "eio":
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return do(view)
+
+
+
+@pytest.fixture
+def write_faults(monkeypatch):
+    """``write_faults(at=None, fault=None)`` installs a :class:`WriteFaults` (a later call
+    replaces the earlier one); undone at the end of the test."""
+    return lambda **kw: WriteFaults(monkeypatch, **kw)
