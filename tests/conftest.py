@@ -1,7 +1,8 @@
-"""Fixtures shared by the storage and lshdisk tests: write-fault injection."""
+"""Fixtures shared by the storage and lshdisk tests: write-fault injection, threads."""
 
 import errno
 import os
+import threading
 
 import pytest
 
@@ -52,3 +53,28 @@ def write_faults(monkeypatch):
     """``write_faults(at=None, fault=None)`` installs a :class:`WriteFaults` (a later call
     replaces the earlier one); undone at the end of the test."""
     return lambda **kw: WriteFaults(monkeypatch, **kw)
+
+
+def _in_threads(work, n_threads):
+    """Run ``work()`` in ``n_threads`` threads released together; return their errors."""
+    errors, barrier = [], threading.Barrier(n_threads)
+
+    def run():
+        try:
+            barrier.wait()
+            work()
+        except BaseException as exc:  # returned to the test, which asserts there are none
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=run) for _ in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+@pytest.fixture
+def in_threads():
+    """``in_threads(work, n)``: run ``work`` in n threads at once, return the errors raised."""
+    return _in_threads

@@ -31,7 +31,7 @@ from storage import PageFile
 from storage.errors import LockedError, NoSpaceError, StorageError, WriteFailedError
 
 ROOT = Path(__file__).resolve().parents[2]
-N, D = 300, 8
+N = 300  # points of the tiny set (tests/lshdisk/conftest.py)
 
 
 def _tree(path):
@@ -45,34 +45,27 @@ def _names(directory):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
+def data(tiny_data, tmp_path_factory):
+    """The tiny set (300 x 8 float32), also saved as ``x.npy`` for child processes."""
     root = tmp_path_factory.mktemp("durability")
-    rng = np.random.default_rng(11)
-    x = rng.standard_normal((N, D)).astype(np.float32)
-    np.save(root / "x.npy", x)
-    return root, x
-
-
-@pytest.fixture(scope="module")
-def old_index(data):
-    """A good index (seed 0) to be replaced; tests copy it."""
-    root, x = data
-    path = root / "old" / "idx"
-    path.parent.mkdir()
-    lshdisk.build(x, path, memory_limit="16MiB", seed=0).close()
-    return path
+    np.save(root / "x.npy", tiny_data.x)
+    return root, tiny_data.x
 
 
 @pytest.fixture
-def target(old_index, tmp_path):
-    """A copy of the old index at ``tmp_path/idx``, the only entry of its directory."""
-    dest = tmp_path / "idx"
-    shutil.copytree(old_index, dest)
-    return dest
+def old_index(tiny_index_dir):
+    """The good index (seed 0) that builds replace; never modified (tests use ``target``)."""
+    return tiny_index_dir
+
+
+@pytest.fixture
+def target(index_copy):
+    """A copy of the old index, the only entry of its directory."""
+    return index_copy
 
 
 def _assert_old_intact(target, old_index):
-    assert _names(target.parent) == ["idx"], _names(target.parent)
+    assert _names(target.parent) == [target.name], _names(target.parent)
     assert _tree(target) == _tree(old_index)
 
 
@@ -108,7 +101,7 @@ def test_durability_enospc_at_every_write_site_keeps_the_old_index(data, old_ind
     with lshdisk.build(x, target, algorithm=algorithm, memory_limit="16MiB", seed=5,
                        overwrite=True) as index:
         assert index.info()["seed"] == 5
-    assert _names(target.parent) == ["idx"]
+    assert _names(target.parent) == [target.name]
 
 
 def test_durability_eio_fails_the_build_cleanly(data, old_index, target, write_faults):
@@ -203,10 +196,10 @@ def test_durability_kill_during_a_replacement_keeps_a_whole_index(data, old_inde
         _assert_old_intact(target, old_index)
     else:
         assert verify_index(target).ok
-    assert _names(target.parent) == ["idx"]
+    assert _names(target.parent) == [target.name]
     with lshdisk.build(data[1], target, memory_limit="16MiB", seed=3, overwrite=True) as index:
         assert index.info()["seed"] == 3
-    assert _names(target.parent) == ["idx"]
+    assert _names(target.parent) == [target.name]
 
 
 def test_durability_atomic_exchange_never_leaves_the_path_empty(data, old_index, target):
@@ -376,27 +369,17 @@ def test_durability_flipped_catalog_bytes_never_change_an_answer(data, old_index
 
 # --------------------------------------------------------------------------- shared opens
 
-def test_durability_one_index_opened_from_many_threads(target, data):
+def test_durability_one_index_opened_from_many_threads(target, data, in_threads):
     _, x = data
-    errors, barrier = [], threading.Barrier(6)
     with lshdisk.open(target) as first:
         expected = first.search(x[:3], 3)[1]
 
         def worker():
-            try:
-                barrier.wait()
-                for _ in range(5):
-                    with lshdisk.open(target) as index:
-                        np.testing.assert_array_equal(index.search(x[:3], 3)[1], expected)
-            except BaseException as exc:  # reported below
-                errors.append(repr(exc))
+            for _ in range(5):
+                with lshdisk.open(target) as index:
+                    np.testing.assert_array_equal(index.search(x[:3], 3)[1], expected)
 
-        threads = [threading.Thread(target=worker) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert errors == []
+        assert in_threads(worker, 6) == []
 
 
 def test_durability_storage_errors_are_one_line(target):

@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import zlib
 
 import lmdb
@@ -333,26 +332,16 @@ def test_faults_format_record_checksum(tmp_path):
 
 # --------------------------------------------------------------------------- catalog sharing
 
-def test_faults_catalog_opens_from_many_threads_share_one_environment(tmp_path):
+def test_faults_catalog_opens_from_many_threads_share_one_environment(tmp_path, in_threads):
     path = _small_catalog(tmp_path / "c")
-    errors, barrier = [], threading.Barrier(8)
 
     def worker():
-        try:
-            barrier.wait()
-            for _ in range(20):
-                with Catalog.open(path) as cat:
-                    assert cat.get_json("params")["m"] == 3
-                    assert cat.get_array("a").shape == (3, 4)
-        except BaseException as exc:  # reported below
-            errors.append(repr(exc))
+        for _ in range(20):
+            with Catalog.open(path) as cat:
+                assert cat.get_json("params")["m"] == 3
+                assert cat.get_array("a").shape == (3, 4)
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert in_threads(worker, 8) == []
     assert not catalog_module._OPEN_ENVS  # the last close closed the environment
 
 
