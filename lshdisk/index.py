@@ -110,6 +110,14 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
     Index
         The new index, open with no buffer pool.
 
+    Notes
+    -----
+    Disk access: reads the source once; writes the vector file, the hash tables (and the
+    external sort's runs if the projections outgrow ``memory_limit``) and the catalog
+    under ``INDEX_DIR.building-PID-TOKEN``, every write checked; rewrites each page file's
+    header page (build id); fsyncs every file and directory; reads every page once to
+    verify it; then publishes the index atomically (:func:`storage.durable.publish_dir`).
+
     Raises
     ------
     IndexExistsError
