@@ -75,6 +75,7 @@ import zlib
 import lmdb
 import numpy as np
 
+from . import durable
 from .errors import (
     CatalogInUseError,
     ClosedFileError,
@@ -535,7 +536,7 @@ class Catalog:
                 # Values span overflow pages; copy-on-write may touch every branch page.
                 env.set_mapsize(max(2 * size, size + 2 * value_bytes + (1 << 20)))
             except lmdb.Error as exc:
-                raise _lmdb_write_error(self.path, exc) from exc
+                raise _lmdb_write_error(self.path, exc, value_bytes) from exc
 
 
 def _name_key(name: str) -> bytes:
@@ -561,12 +562,19 @@ def _file_key(data_file: str) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def _lmdb_write_error(path: str, exc) -> WriteFailedError:
-    """A failed LMDB write as a one-line storage error (full device or other)."""
+def _lmdb_write_error(path: str, exc, value_bytes: int = 0) -> WriteFailedError:
+    """A failed LMDB write as a one-line storage error. LMDB reports a short write on a full
+    device as EIO, so the free space decides between "full" and "failed"."""
     text = str(exc)
-    if "No space left" in text or "Disk quota" in text:
-        return NoSpaceError(f"catalog {path!r}: no space left on the device ({text}): free "
-                            f"space or write to another disk", path=path)
+    try:
+        free = durable.free_bytes(path)
+    except OSError:
+        free = None
+    needed = value_bytes + (1 << 20)
+    if "No space left" in text or "Disk quota" in text or (free is not None and free < needed):
+        return NoSpaceError(f"catalog {path!r}: no space left on the device for about "
+                            f"{needed} bytes ({free} free; LMDB: {text}): free space or write "
+                            f"to another disk", path=path, bytes_needed=needed)
     return WriteFailedError(f"catalog {path!r}: write failed ({text}): check the device",
                             path=path)
 

@@ -388,3 +388,25 @@ def test_durability_storage_errors_are_one_line(target):
     assert issubclass(LockedError, (StorageError, BlockingIOError))
     assert issubclass(NoSpaceError, (StorageError, OSError))
     assert issubclass(lshdisk.CorruptIndexError, (lshdisk.LshdiskError, OSError))
+
+
+def test_durability_full_device_at_the_catalog_write_keeps_the_old_index(data, old_index, target,
+                                                                         monkeypatch):
+    """The catalog is written by LMDB in C, out of reach of the os.pwrite wrapper: fail its
+    write transaction as LMDB does on a full device (EIO), with no space left."""
+    import lmdb
+    from storage import durable
+    from storage.catalog import Catalog, _lmdb_write_error as catalog_error
+    real_write = Catalog._write
+
+    def failing_write(self, body, value_bytes):
+        if self.path.startswith(str(target) + ".building-"):
+            monkeypatch.setattr(durable, "free_bytes", lambda path: 0)
+            raise catalog_error(self.path, lmdb.Error("mdb_txn_commit: Input/output error"),
+                                value_bytes)
+        return real_write(self, body, value_bytes)
+
+    monkeypatch.setattr(Catalog, "_write", failing_write)
+    with pytest.raises(NoSpaceError, match="no space left"):
+        lshdisk.build(data[1], target, memory_limit="16MiB", seed=5, overwrite=True)
+    _assert_old_intact(target, old_index)

@@ -362,3 +362,15 @@ def test_faults_catalog_nested_opens_and_exclusive_writer(tmp_path):
     with Catalog.open(path) as cat:
         assert cat.get_json("x") == 1
     assert not catalog_module._OPEN_ENVS
+
+
+def test_faults_lmdb_write_errors_are_told_apart_by_free_space(tmp_path, monkeypatch):
+    """LMDB turns a short write on a full device into EIO; the free space tells them apart."""
+    error = lmdb.Error("mdb_txn_commit: Input/output error")
+    monkeypatch.setattr(durable, "free_bytes", lambda path: 100)
+    full = catalog_module._lmdb_write_error(str(tmp_path), error, 5000)
+    assert isinstance(full, NoSpaceError) and "no space left" in str(full)
+    monkeypatch.setattr(durable, "free_bytes", lambda path: 1 << 40)
+    failed = catalog_module._lmdb_write_error(str(tmp_path), error, 5000)
+    assert isinstance(failed, WriteFailedError) and not isinstance(failed, NoSpaceError)
+    _one_line(failed, str(tmp_path), "Input/output error")
