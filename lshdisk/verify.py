@@ -199,13 +199,16 @@ def _verify_catalog(path, result):
             arrays = {}
             for name in catalog.names():
                 try:
-                    if name != "index":
+                    try:
                         arrays[name] = catalog.get_array(name)
+                    except TypeError:  # a JSON document
+                        catalog.get_json(name)
                     result.catalog_entries += 1
-                except (StorageError, TypeError) as exc:
+                except StorageError as exc:
                     result.problems.append(f"catalog entry {name!r}: {exc}")
+                    if name == "index":
+                        return None, None
             meta = catalog.get_json("index")
-            result.catalog_entries += 1
     except (StorageError, KeyError, TypeError) as exc:
         result.problems.append(f"catalog: {exc}" if not isinstance(exc, KeyError)
                                else "catalog: no 'index' document: not an lshdisk index")

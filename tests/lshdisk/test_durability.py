@@ -336,6 +336,8 @@ def test_durability_truncated_catalog_is_a_one_line_error(data, old_index, tmp_p
     from lshdisk.cli import main
     run = CliRunner().invoke(main, ["info", str(paths[2])])
     assert run.exit_code == 1 and "truncated" in run.stderr and run.stderr.count("\n") == 1
+    result = verify_index(paths[2])
+    assert not result.ok and "truncated" in result.problems[0] and len(result.problems) == 1
 
 
 def test_durability_flipped_catalog_bytes_never_change_an_answer(data, old_index, tmp_path):
