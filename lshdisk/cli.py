@@ -205,7 +205,8 @@ def _note_raw_layout(path, fmt, dtype, d, n_read):
     """On a raw query file whose size also fits rows of another coordinate type, say which
     layout was assumed (a float32 file read as uint8 would give 4x as many queries)."""
     from .datasets import _EXTENSIONS
-    raw = fmt == "raw" or (fmt is None and os.path.splitext(str(path))[1].lower() not in _EXTENSIONS)
+    ext = os.path.splitext(str(path))[1].lower()
+    raw = fmt == "raw" or (fmt is None and ext not in _EXTENSIONS)
     if not raw or dtype is None or not os.path.isfile(str(path)):
         return
     size = os.path.getsize(str(path))
@@ -397,7 +398,8 @@ def verify(index_dir, as_json):
             click.echo(f"file       {name}: {count} pages")
         for problem in result.problems:
             click.echo(f"problem    {problem}")
-        click.echo("ok" if result.ok else f"{len(result.problems)} problem(s) found: rebuild the index")
+        click.echo("ok" if result.ok
+                   else f"{len(result.problems)} problem(s) found: rebuild the index")
     if not result.ok:
         sys.exit(1)
 

@@ -255,10 +255,11 @@ class Catalog:
             if shared is not None:
                 env, shared_readonly, refs = shared
                 if not (readonly and shared_readonly):
+                    held = "read-only" if shared_readonly else "for writing"
+                    wanted = "read-only" if readonly else "for writing"
                     raise CatalogInUseError(
-                        f"catalog {path!r} is already open {'read-only' if shared_readonly else 'for writing'} "
-                        f"in this process ({refs} handle(s)): close them before opening it "
-                        f"{'read-only' if readonly else 'for writing'}")
+                        f"catalog {path!r} is already open {held} in this process ({refs} "
+                        f"handle(s)): close them before opening it {wanted}")
                 _check_data_file(path, data_file)
                 version = _read_version(path, env)
                 shared[2] += 1

@@ -98,8 +98,9 @@ def _write_error(exc, path, n_bytes, offset):
         return NoSpaceError(f"{path}: no space left on the device for {n_bytes} more bytes"
                             f"{where}{free}: free space or write to another disk",
                             errno=exc.errno, path=path, bytes_needed=n_bytes)
-    return WriteFailedError(f"{path}: writing {n_bytes} bytes{where} failed ({exc.strerror or exc}): "
-                            f"check the device", errno=exc.errno, path=path)
+    return WriteFailedError(f"{path}: writing {n_bytes} bytes{where} failed "
+                            f"({exc.strerror or exc}): check the device", errno=exc.errno,
+                            path=path)
 
 
 def _write_fully(write, fd, data, offset, path):
@@ -314,8 +315,8 @@ def publish_dir(work, target, *, exchange=True):
             done = _rename_flags(work, target, exchange=False)
         except OSError as exc:
             if isinstance(exc, FileExistsError):
-                raise FileExistsError(f"{target} appeared while the build was running: "
-                                      f"nothing was replaced; remove it or build elsewhere") from exc
+                raise FileExistsError(f"{target} appeared while the build was running: nothing "
+                                      f"was replaced; remove it or build elsewhere") from exc
             raise WriteFailedError(f"cannot rename {work} to {target} ({exc.strerror})",
                                    errno=exc.errno, path=target) from exc
         if not done:

@@ -1,9 +1,13 @@
-"""Fixtures shared by the storage and lshdisk tests: write-fault injection, threads."""
+"""Fixtures shared by the storage and lshdisk tests: write-fault injection, threads, where
+catalog values lie in their LMDB file."""
 
 import errno
 import os
 import threading
+from pathlib import Path
 
+import lmdb
+import numpy as np
 import pytest
 
 
@@ -78,3 +82,28 @@ def _in_threads(work, n_threads):
 def in_threads():
     """``in_threads(work, n)``: run ``work`` in n threads at once, return the errors raised."""
     return _in_threads
+
+
+def _value_offsets(path):
+    """{key: (file offset, length)} of the live values of the LMDB environment in ``path``."""
+    env = lmdb.open(str(path), readonly=True, lock=False)
+    with env.begin(buffers=True) as txn:
+        addrs = {bytes(k): (np.frombuffer(v, np.uint8).ctypes.data, len(v))
+                 for k, v in txn.cursor()}
+    with env.begin() as txn:
+        values = {bytes(k): bytes(v) for k, v in txn.cursor()}
+    env.close()
+    data = (Path(path) / "data.mdb").read_bytes()
+    # The map's base address from a value stored once in the file (stale pages hold copies).
+    key = next(k for k, v in values.items() if data.count(v) == 1)
+    base = addrs[key][0] - data.find(values[key])
+    out = {k: (a - base, n) for k, (a, n) in addrs.items()}
+    for k, (off, n) in out.items():
+        assert data[off:off + n] == values[k]
+    return out
+
+
+@pytest.fixture
+def value_offsets():
+    """``value_offsets(catalog_dir)``: {key: (offset in data.mdb, length)} of live values."""
+    return _value_offsets

@@ -2,7 +2,8 @@
 publication, locks, leftovers, and damaged or truncated catalogs.
 
 Faults are injected by replacing ``os.pwrite`` / ``os.write`` (storage.durable looks them up
-at each call; the ``write_faults`` fixture of tests/conftest.py). Catalog damage that could crash the process (a SIGBUS) is tried in a child
+at each call; the ``write_faults`` fixture of tests/conftest.py). Catalog damage that could
+crash the process (a SIGBUS) is tried in a child
 process, so a crash fails the test instead of ending the test run.
 """
 
@@ -54,7 +55,8 @@ def test_faults_short_writes_are_continued_and_give_the_same_file(tmp_path, writ
     for at in range(n_calls):
         write_faults(at=at, fault="short")
         write(tmp_path / f"short{at}.pages")
-        assert (tmp_path / f"short{at}.pages").read_bytes() == (tmp_path / "clean.pages").read_bytes()
+        got = (tmp_path / f"short{at}.pages").read_bytes()
+        assert got == (tmp_path / "clean.pages").read_bytes()
 
 
 @pytest.mark.parametrize("fault,cls,needle", [("enospc", NoSpaceError, "no space left"),
@@ -168,7 +170,8 @@ def test_faults_second_lock_of_a_target_fails_at_once(tmp_path):
         assert isinstance(info.value, BlockingIOError)
         assert lock.held
     assert list(tmp_path.iterdir()) == []  # released: lock file removed
-    (tmp_path / "idx.lshdisk-lock").write_bytes(b"lshdisk build lock pid=999999\n")  # a dead holder's
+    # A lock file left by a dead holder is taken over.
+    (tmp_path / "idx.lshdisk-lock").write_bytes(b"lshdisk build lock pid=999999\n")
     with durable.TargetLock(target):
         pass
     assert list(tmp_path.iterdir()) == []
@@ -260,28 +263,10 @@ def test_faults_truncated_catalog_gives_a_clean_error_never_a_crash(tmp_path):
     assert lines[-1].startswith("CorruptCatalogError")
 
 
-def _value_offsets(path):
-    """{key: (file offset, length)} of the live values of an LMDB file."""
-    env = lmdb.open(str(path), readonly=True, lock=False)
-    with env.begin(buffers=True) as txn:
-        addrs = {bytes(k): (np.frombuffer(v, np.uint8).ctypes.data, len(v)) for k, v in txn.cursor()}
-    with env.begin() as txn:
-        values = {bytes(k): bytes(v) for k, v in txn.cursor()}
-    env.close()
-    data = (path / "data.mdb").read_bytes()
-    # The map's base address from a value stored once in the file (stale pages hold copies).
-    key = next(k for k, v in values.items() if data.count(v) == 1)
-    base = addrs[key][0] - data.find(values[key])
-    out = {k: (a - base, n) for k, (a, n) in addrs.items()}
-    for k, (off, n) in out.items():
-        assert data[off:off + n] == values[k]
-    return out
-
-
-def test_faults_every_flipped_bit_of_a_catalog_value_is_detected(tmp_path):
+def test_faults_every_flipped_bit_of_a_catalog_value_is_detected(tmp_path, value_offsets):
     good = _small_catalog(tmp_path / "good")
     raw = (good / "data.mdb").read_bytes()
-    offsets = _value_offsets(good)
+    offsets = value_offsets(good)
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     checked = 0
