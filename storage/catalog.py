@@ -53,7 +53,8 @@ SIGBUS when a page past the end of the file is touched.
 
 One process may open a catalog many times, from many threads: read-only opens of one
 ``data.mdb`` (same device and inode) share one ``lmdb.Environment`` with a reference count
-(LMDB allows one environment per file per process); a writable open is exclusive.
+(LMDB allows one environment per file per process); a writable open is exclusive. A forked
+child closes the environments it inherited and opens its own.
 
 Versioning follows the house rule: a major version this code does not know is refused
 (:class:`~storage.errors.UnsupportedVersionError`); a newer minor version opens read-only.
@@ -111,6 +112,27 @@ _MIN_LMDB_PAGE = 512
 # Environments open in this process, by (st_dev, st_ino) of data.mdb: [env, readonly, refs].
 _OPEN_ENVS = {}
 _OPEN_ENVS_LOCK = threading.Lock()
+_FORK_HOOK = []  # set once the after-fork hook is registered (on the first open, not at import)
+
+
+def _close_inherited_envs():
+    """In a forked child: LMDB environments must not be used across fork(), so the child
+    closes the ones it inherited (its own mapping only) and opens its own when asked; the
+    parent's handles are unusable in the child."""
+    for env, _, _ in _OPEN_ENVS.values():
+        try:
+            env.close()
+        except lmdb.Error:  # pragma: no cover - closing an inherited mapping
+            pass
+    _OPEN_ENVS.clear()
+
+
+def _register(key, env, readonly):
+    """Record a newly opened environment (caller holds _OPEN_ENVS_LOCK)."""
+    if not _FORK_HOOK and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_close_inherited_envs)
+        _FORK_HOOK.append(True)
+    _OPEN_ENVS[key] = [env, readonly, 1]
 
 
 def _dump_json(obj) -> bytes:
@@ -195,7 +217,7 @@ class Catalog:
             raise _lmdb_write_error(path, exc) from exc
         with _OPEN_ENVS_LOCK:
             key = _file_key(os.path.join(path, _DATA_FILE))
-            _OPEN_ENVS[key] = [env, False, 1]
+            _register(key, env, False)
         catalog = cls(env, path, False, CATALOG_VERSION, key)
         try:
             catalog._write(lambda txn: txn.put(_FORMAT_KEY, format_record()), 0)
@@ -290,7 +312,7 @@ class Catalog:
                 except lmdb.Error as exc:
                     raise _lmdb_write_error(path, exc) from exc
             writable = not readonly and version[1] <= CATALOG_VERSION[1]
-            _OPEN_ENVS[key] = [env, not writable, 1]
+            _register(key, env, not writable)
             return cls(env, path, not writable, version, key)
 
     # -- JSON -----------------------------------------------------------------------------

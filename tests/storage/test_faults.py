@@ -359,3 +359,20 @@ def test_faults_lmdb_write_errors_are_told_apart_by_free_space(tmp_path, monkeyp
     failed = catalog_module._lmdb_write_error(str(tmp_path), error, 5000)
     assert isinstance(failed, WriteFailedError) and not isinstance(failed, NoSpaceError)
     _one_line(failed, str(tmp_path), "Input/output error")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_faults_forked_child_opens_its_own_catalog_environment(tmp_path):
+    path = _small_catalog(tmp_path / "c")
+    with Catalog.open(path) as parent:
+        pid = os.fork()
+        if pid == 0:  # the child: must not reuse the parent's environment
+            code = 1
+            try:
+                with Catalog.open(path) as cat:
+                    code = 0 if cat.get_json("params")["m"] == 3 else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        assert parent.get_json("params")["m"] == 3
