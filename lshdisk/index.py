@@ -23,7 +23,8 @@ import numpy as np
 
 from storage import BufferPool, IOCounter, PageFile, durable
 from storage.catalog import Catalog
-from storage.errors import CorruptCatalogError, NoSpaceError, StorageError
+from storage.errors import (CorruptCatalogError, NoSpaceError, StorageError,
+                            UnsupportedVersionError)
 from . import __version__
 from .datasets import open_source, read_queries
 from .errors import CorruptIndexError, IndexExistsError, NotAnIndexError
@@ -279,12 +280,16 @@ def _install(work, index_dir):
 
 
 def _looks_like_index(path):
-    """True if ``path`` holds an lshdisk catalog whose metadata says it is an index."""
+    """True if ``path`` holds an lshdisk catalog whose metadata says it is an index, or an
+    lshdisk catalog that is damaged or of another format version (an index that
+    ``--overwrite`` may replace: rebuilding is the fix its errors name)."""
     if not os.path.isdir(os.path.join(path, CATALOG_DIR)):
         return False
     try:
         with Catalog.open(os.path.join(path, CATALOG_DIR)) as catalog:
             return catalog.get_json("index").get("format") == INDEX_FORMAT
+    except (CorruptCatalogError, UnsupportedVersionError):
+        return True
     except (StorageError, KeyError, TypeError, ValueError, AttributeError):
         return False
 

@@ -404,3 +404,22 @@ def test_durability_full_device_at_the_catalog_write_keeps_the_old_index(data, o
     with pytest.raises(NoSpaceError, match="no space left"):
         lshdisk.build(data[1], target, memory_limit="16MiB", seed=5, overwrite=True)
     _assert_old_intact(target, old_index)
+
+
+def test_durability_overwrite_replaces_a_damaged_or_older_index(data, target):
+    """Rebuilding is the fix the errors of a damaged or old-format index name."""
+    from storage import catalog as catalog_module
+    import lmdb
+    raw = (target / "catalog" / "data.mdb").read_bytes()
+    (target / "catalog" / "data.mdb").write_bytes(raw[:8192])  # truncated
+    with pytest.raises(lshdisk.CorruptIndexError):
+        lshdisk.open(target)
+    lshdisk.build(data[1], target, memory_limit="16MiB", seed=2, overwrite=True).close()
+    env = lmdb.open(str(target / "catalog"))
+    with env.begin(write=True) as txn:  # the catalog format an older lshdisk wrote
+        txn.put(catalog_module._FORMAT_KEY, b'{"format":"lshdisk-catalog","version":[1,0]}')
+    env.close()
+    with pytest.raises(lshdisk.NotAnIndexError, match="format version 1.0"):
+        lshdisk.open(target)
+    with lshdisk.build(data[1], target, memory_limit="16MiB", seed=4, overwrite=True) as index:
+        assert index.info()["seed"] == 4
