@@ -1,4 +1,4 @@
-"""The ``lshdisk`` command line: build, search, groundtruth, evaluate, info, demo.
+"""The ``lshdisk`` command line: build, search, groundtruth, evaluate, info, verify, demo.
 
 Each command parses its options, makes one library call, and prints the result: a table for
 people, or JSON with ``--json``. Failures print one line naming the problem and the fix and
@@ -68,13 +68,41 @@ def _fail(exc):
 
 
 def _parse_ks(text):
+    parts = str(text).split(",")
     try:
-        ks = [int(x) for x in str(text).split(",") if x.strip()]
+        if any(not x.strip() for x in parts):
+            raise ValueError
+        ks = [int(x) for x in parts]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers such as 1,10,100, got {text!r}")
     if not ks or min(ks) < 1:
         raise click.BadParameter(f"every k must be >= 1, got {text!r}")
     return ks
+
+
+def _check_k(ks, index):
+    """Refuse a k above the index's point count (its results would be padding only, and the
+    result arrays could exhaust memory)."""
+    big = max(ks)
+    if big > index.n:
+        raise click.BadParameter(f"k = {big} exceeds the {index.n} points of {index.path}: use "
+                                 f"-k <= {index.n}", param_hint="-k")
+
+
+def _check_out_dir(path, option):
+    """Fail before any work if the directory of an output file does not exist."""
+    if path is not None:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            raise click.BadParameter(f"the directory {parent} of {path} does not exist: create "
+                                     f"it first", param_hint=option)
+
+
+def _queries_arg(positional, option):
+    """QUERIES given as the argument or as --queries (the spelling of 'lshdisk report')."""
+    if (positional is None) == (option is None):
+        raise click.UsageError("give the query file once: as QUERIES or as --queries")
+    return positional if positional is not None else option
 
 
 def _table(rows, columns):
@@ -141,8 +169,11 @@ def build(source, index_dir, algorithm, preset, c, memory, page_size, seed, fmt,
     from .index import build as build_index
     progress = _Progress(_progress_enabled(quiet))
     t0 = time.perf_counter()
-    # SIGTERM unwinds like Ctrl-C, so the partial build is removed before the process ends.
+    # SIGTERM and SIGHUP unwind like Ctrl-C, so the partial build is removed before the
+    # process ends (SIGKILL cannot be caught: the next build or open removes what it leaves).
     signal.signal(signal.SIGTERM, _terminate)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _terminate)
     try:
         index = build_index(source, index_dir, algorithm=algorithm, c=c, page_size=page_size,
                             memory_limit=memory, seed=seed, progress=progress,
@@ -166,8 +197,28 @@ def build(source, index_dir, algorithm, preset, c, memory, page_size, seed, fmt,
 
 def _load_queries(queries, fmt, dtype, d):
     from .datasets import read_queries
-    return read_queries(queries, format=fmt, dtype=dtype, dim=d if fmt == "raw" or dtype else None,
-                        expected_dim=d)
+    q = read_queries(queries, format=fmt, dtype=dtype, dim=d if fmt == "raw" or dtype else None,
+                     expected_dim=d)
+    _note_raw_layout(queries, fmt, dtype, d, q.shape[0])
+    return q
+
+
+def _note_raw_layout(path, fmt, dtype, d, n_read):
+    """On a raw query file whose size also fits rows of another coordinate type, say which
+    layout was assumed (a float32 file read as uint8 would give 4x as many queries)."""
+    from .datasets import _EXTENSIONS
+    ext = os.path.splitext(str(path))[1].lower()
+    raw = fmt == "raw" or (fmt is None and ext not in _EXTENSIONS)
+    if not raw or dtype is None or not os.path.isfile(str(path)):
+        return
+    size = os.path.getsize(str(path))
+    others = [f"{size // (d * np.dtype(t).itemsize)} {t}" for t in _DTYPES.choices
+              if t != dtype and np.dtype(t).itemsize != np.dtype(dtype).itemsize
+              and size % (d * np.dtype(t).itemsize) == 0]
+    if others:
+        click.echo(f"note: read {path} as {n_read} raw {dtype} queries of d = {d}; its {size} "
+                   f"bytes would also be {' or '.join(others)} queries: pass the right "
+                   f"--query-dtype if {dtype} is not it", err=True)
 
 
 _query_options = [
@@ -186,24 +237,32 @@ def _with_query_options(f):
     return f
 
 
+_queries_option = click.option("--queries", "queries_opt", default=None,
+                               help="The query file, instead of the QUERIES argument.")
+
+
 @main.command()
 @click.argument("index_dir", type=click.Path())
-@click.argument("queries")
+@click.argument("queries", required=False)
+@_queries_option
 @click.option("-k", type=int, default=10, show_default=True, help="Neighbours per query.")
 @click.option("--out", type=click.Path(), required=True,
               help="Result file: .ivecs (ids) or anything else for the QALSH layout "
                    "(per query k records of float32 distance, int32 id).")
 @_with_query_options
 @click.option("--json", "as_json", is_flag=True, help="Print the cost summary as JSON.")
-def search(index_dir, queries, k, out, query_format, query_dtype, cache, as_json):
+def search(index_dir, queries, queries_opt, k, out, query_format, query_dtype, cache, as_json):
     """Search INDEX_DIR for the k nearest neighbours of each query in QUERIES."""
     from .datasets import write_groundtruth
     from .index import open as open_index
+    queries = _queries_arg(queries, queries_opt)
     if k < 1:
         raise click.BadParameter(f"k must be >= 1, got {k}", param_hint="-k")
+    _check_out_dir(out, "--out")
     progress = _Progress(_progress_enabled(False))
     try:
         with open_index(index_dir, cache_bytes=cache) as index:
+            _check_k([k], index)
             q = _load_queries(queries, query_format, query_dtype, index.d)
             D, I, stats = index.search(q, k, return_stats=True,
                                        progress=lambda done, total: progress("search", done, total))
@@ -246,6 +305,7 @@ def groundtruth(source, queries, k, out, memory, fmt, dtype, dim, query_format, 
     from .groundtruth import compute_groundtruth
     if k < 1:
         raise click.BadParameter(f"k must be >= 1, got {k}", param_hint="-k")
+    _check_out_dir(out, "--out")
     progress = _Progress(_progress_enabled(quiet))
     try:
         with open_source(source, format=fmt, dtype=dtype, dim=dim) as src:
@@ -262,7 +322,8 @@ def groundtruth(source, queries, k, out, memory, fmt, dtype, dim, query_format, 
 
 @main.command()
 @click.argument("index_dir", type=click.Path())
-@click.argument("queries")
+@click.argument("queries", required=False)
+@_queries_option
 @click.option("--gt", "gt_path", required=True, help="Exact ground truth of QUERIES.")
 @click.option("--gt-format", type=click.Choice(["qalsh", "hdf5"]), default="qalsh", show_default=True,
               help="qalsh: per query K records of (float32 distance, int32 id); hdf5: ann-benchmarks "
@@ -270,24 +331,26 @@ def groundtruth(source, queries, k, out, memory, fmt, dtype, dim, query_format, 
 @click.option("-k", "ks", default="1,10,100", show_default=True, help="Comma-separated k values.")
 @_with_query_options
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
-def evaluate(index_dir, queries, gt_path, gt_format, ks, query_format, query_dtype, cache, as_json):
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def evaluate(index_dir, queries, queries_opt, gt_path, gt_format, ks, query_format, query_dtype,
+             cache, as_json, quiet):
     """Search QUERIES for each k and report overall ratio, recall and disk cost per query."""
-    from .datasets import read_groundtruth
     from .evaluate import evaluate as run
     from .index import open as open_index
+    queries = _queries_arg(queries, queries_opt)
     ks = _parse_ks(ks)
+    progress = _Progress(_progress_enabled(quiet))
     try:
         with open_index(index_dir, cache_bytes=cache) as index:
+            _check_k(ks, index)
             q = _load_queries(queries, query_format, query_dtype, index.d)
-            gt_D, _ = read_groundtruth(gt_path, format=gt_format, n_queries=q.shape[0])
-            if gt_D is None:
-                raise ValueError(f"{gt_path} holds no distances: use a ground truth with distances "
-                                 f"(lshdisk groundtruth writes them)")
-            if gt_D.shape[0] != q.shape[0]:
-                raise ValueError(f"{gt_path} has {gt_D.shape[0]} queries but {queries} has {q.shape[0]}")
-            rows = run(index, q, gt_D, ks)
+            gt_D = _load_groundtruth(gt_path, gt_format, q, [index])
+            rows = run(index, q, gt_D, ks,
+                       progress=lambda done, total: progress("search", done, total))
     except (LshdiskError, StorageError, ValueError, TypeError, OSError) as exc:
         _fail(exc)
+    finally:
+        progress.close()
     if as_json:
         click.echo(json.dumps({"rows": rows}, indent=2))
         return
@@ -296,6 +359,51 @@ def evaluate(index_dir, queries, gt_path, gt_format, ks, query_format, query_dty
                              ("page_reads", "page I/O", "{:.1f}"), ("seeks", "seeks", "{:.1f}"),
                              ("mb_read", "MB read", "{:.2f}"), ("candidates", "cands", "{:.1f}"),
                              ("cpu_ms", "ms/query", "{:.2f}")]))
+
+
+def _load_groundtruth(gt_path, gt_format, q, indexes):
+    """Ground-truth distances of queries ``q``, refused unless they belong to ``q`` and to
+    the data of every index (:func:`lshdisk.evaluate.check_groundtruth`)."""
+    from .datasets import read_groundtruth
+    from .evaluate import check_groundtruth
+    gt_D, gt_I = read_groundtruth(gt_path, format=gt_format, n_queries=q.shape[0])
+    if gt_D is None:
+        raise ValueError(f"{gt_path} holds no distances: use a ground truth with distances "
+                         f"(lshdisk groundtruth writes them)")
+    for index in indexes:
+        check_groundtruth(index, q, gt_D, gt_I, label=str(gt_path))
+    return gt_D
+
+
+@main.command()
+@click.argument("index_dir", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def verify(index_dir, as_json):
+    """Check INDEX_DIR completely: every catalog value's checksum, every page's CRC32 and
+    page number, and the facts tying the page files to the catalog and to each other.
+
+    Prints a summary and exits with status 1 if anything is wrong (the model is SQLite's
+    PRAGMA integrity_check). Reads the whole index once.
+    """
+    from .verify import verify_index
+    try:
+        result = verify_index(index_dir)
+    except (LshdiskError, StorageError, ValueError, OSError) as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    else:
+        pages = sum(result.files.values())
+        click.echo(f"{result.path}: {result.catalog_entries} catalog entries, {len(result.files)} "
+                   f"page files, {pages} pages checked")
+        for name, count in sorted(result.files.items()):
+            click.echo(f"file       {name}: {count} pages")
+        for problem in result.problems:
+            click.echo(f"problem    {problem}")
+        click.echo("ok" if result.ok
+                   else f"{len(result.problems)} problem(s) found: rebuild the index")
+    if not result.ok:
+        sys.exit(1)
 
 
 @main.command()
@@ -444,9 +552,11 @@ _REPORT_LABELS = {"search": "searching", "scan": "timing the linear scan"}
 @main.command()
 @click.argument("index_dirs", nargs=-1, required=True, type=click.Path())
 @click.option("--queries", "queries_path", required=True, help="Query file.")
-@click.option("--format", "fmt", type=_FORMATS, default=None,
-              help="Format of the queries; default from the extension (raw if unknown).")
-@click.option("--dtype", type=_DTYPES, default=None, help="Coordinate type of raw queries.")
+@click.option("--query-format", "--format", "fmt", type=_FORMATS, default=None,
+              help="Format of the queries; default from the extension (raw if unknown). "
+                   "--format is an alias.")
+@click.option("--query-dtype", "--dtype", "dtype", type=_DTYPES, default=None,
+              help="Coordinate type of raw queries (--dtype is an alias).")
 @click.option("--dim", type=int, default=None,
               help="Dimension of raw queries (default: the indexes' dimension).")
 @click.option("--gt", "gt_path", required=True, help="Exact ground truth of the queries.")
@@ -473,11 +583,13 @@ def report(index_dirs, queries_path, fmt, dtype, dim, gt_path, gt_format, ks, de
     seeks x seek_ms + MB / read_mb_per_ms + algorithm ms, QPT relative to a linear scan of
     the same data, overall ratio and recall (means per query), and says where the scan wins.
     """
-    from .datasets import read_groundtruth, read_queries
+    from .datasets import read_queries
     from .index import open as open_index
     from .report import build_report, format_tables, plot_report, write_csv, write_json
     from cost_model import get_profile
     ks = _parse_ks(ks)
+    _check_out_dir(json_path, "--json")
+    _check_out_dir(csv_path, "--csv")
     try:
         profiles = [get_profile(d.strip()) for d in devices.split(",") if d.strip()]
     except (ValueError, TypeError, OSError) as exc:
@@ -492,13 +604,13 @@ def report(index_dirs, queries_path, fmt, dtype, dim, gt_path, gt_format, ks, de
             raise ValueError("the indexes have different dimensions (" +
                              ", ".join(f"{ix.path}: d = {ix.d}" for ix in indexes) +
                              "): report indexes of the same data together")
+        for ix in indexes:
+            _check_k(ks, ix)
         raw = fmt == "raw" or (fmt is None and dtype is not None)
         q = read_queries(queries_path, format=fmt, dtype=dtype,
                          dim=(dim or d) if raw or dtype else None, expected_dim=d)
-        gt_D, _ = read_groundtruth(gt_path, format=gt_format, n_queries=q.shape[0])
-        if gt_D is None:
-            raise ValueError(f"{gt_path} holds no distances: use a ground truth with distances "
-                             f"(lshdisk groundtruth writes them)")
+        _note_raw_layout(queries_path, fmt, dtype, dim or d, q.shape[0])
+        gt_D = _load_groundtruth(gt_path, gt_format, q, indexes)
         result = build_report(indexes, q, gt_D, ks, profiles,
                               progress=lambda stage, done, total: progress(
                                   _REPORT_LABELS.get(stage, stage), done, total))

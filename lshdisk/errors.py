@@ -9,6 +9,8 @@ __all__ = [
     "DatasetError",
     "NotAnIndexError",
     "IndexExistsError",
+    "CorruptIndexError",
+    "GroundTruthMismatchError",
 ]
 
 
@@ -26,3 +28,13 @@ class NotAnIndexError(LshdiskError, ValueError):
 
 class IndexExistsError(LshdiskError, FileExistsError):
     """The target index directory already exists and overwriting was not asked for."""
+
+
+class CorruptIndexError(LshdiskError, OSError):
+    """An index is ours but damaged: its catalog fails a checksum or is truncated, or a page
+    file does not belong to it (another build, page size or dataset) or fails verification."""
+
+
+class GroundTruthMismatchError(DatasetError):
+    """A ground truth cannot belong to the given queries and indexed data (query count, ids
+    or distances disagree)."""

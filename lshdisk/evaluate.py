@@ -11,9 +11,16 @@ Definitions follow the QALSH and C2LSH papers and the reference codes:
   reference QALSH code prints it (ties at that distance count as hits).
 """
 
+import os
+
 import numpy as np
 
-__all__ = ["overall_ratio", "recall_at_k", "evaluate"]
+from .errors import GroundTruthMismatchError
+
+__all__ = ["overall_ratio", "recall_at_k", "evaluate", "check_groundtruth"]
+
+_SAMPLE_QUERIES = 8  # queries whose ground-truth distances are recomputed from the index
+_DISTANCE_RTOL = 1e-3  # float32 distances computed in another order agree far closer
 
 
 def _check(D, gt_D, k):
@@ -65,7 +72,72 @@ def recall_at_k(D, gt_D, k):
     return float(np.mean(np.sum(hits, axis=1) / k))
 
 
-def evaluate(index, queries, gt_D, ks):
+def check_groundtruth(index, queries, gt_D, gt_I, *, label="the ground truth"):
+    """Refuse a ground truth that cannot belong to ``queries`` and the data of ``index``.
+
+    Checks that it has one row per query, that its ids are below the index's n, and that
+    for a sample of queries (up to 8, spread over the set) the distances it states agree
+    with the distances recomputed from the index's own vectors (relative tolerance 1e-3).
+
+    Parameters
+    ----------
+    index : lshdisk.Index
+    queries : ndarray of float32, shape (n_queries, d)
+    gt_D : ndarray of float32, shape (n_queries, K), or None
+        Distances as stored (None: only the ids are checked).
+    gt_I : ndarray of int64, shape (n_queries, K)
+        Ids; -1 marks padding.
+    label : str
+        Names the ground truth in errors (its path).
+
+    Raises
+    ------
+    GroundTruthMismatchError
+        One line: "this ground truth does not belong to these queries/this data", and why.
+
+    Notes
+    -----
+    Disk access: the vector pages of the sampled queries' ground-truth neighbours, read
+    through a handle of their own (the index's counters and buffer pool are untouched).
+    """
+    from storage import PageFile
+    from .vector_store import VECTORS_KIND, VectorStore
+    from .verify import check_file
+
+    nq = queries.shape[0]
+    prefix = f"{label}: this ground truth does not belong to these queries/this data"
+    if gt_I.shape[0] != nq:
+        raise GroundTruthMismatchError(f"{prefix}: it has {gt_I.shape[0]} queries, the query "
+                                       f"file {nq}; pass the ground truth of these queries")
+    if gt_I.size and (gt_I.max() >= index.n or gt_I.min() < -1):
+        bad = int(gt_I.max() if gt_I.max() >= index.n else gt_I.min())
+        raise GroundTruthMismatchError(f"{prefix}: it names point {bad}, the index holds points "
+                                       f"0..{index.n - 1}; compute it with 'lshdisk groundtruth' "
+                                       f"on the indexed data")
+    if gt_D is None:
+        return
+    name = index.meta["files"]["vectors"]
+    with PageFile.open(os.path.join(index.path, name), kind=VECTORS_KIND) as pf:
+        check_file(pf, index.meta, name)
+        store = VectorStore(pf)
+        for q in np.unique(np.linspace(0, nq - 1, min(nq, _SAMPLE_QUERIES)).astype(np.int64)):
+            ids = gt_I[q]
+            keep = ids >= 0
+            if not keep.any():
+                continue
+            rows = store.fetch(ids[keep]).astype(np.float64)
+            true = np.sqrt(((rows - queries[q].astype(np.float64)) ** 2).sum(axis=1))
+            stated = gt_D[q][keep].astype(np.float64)
+            off = ~np.isclose(stated, true, rtol=_DISTANCE_RTOL, atol=1e-6)
+            if off.any():
+                j = int(np.flatnonzero(off)[0])
+                raise GroundTruthMismatchError(
+                    f"{prefix}: query {q}'s neighbour {int(ids[keep][j])} is at distance "
+                    f"{true[j]:.6g} in the index, the ground truth says {stated[j]:.6g}; compute "
+                    f"it with 'lshdisk groundtruth' on the indexed data and these queries")
+
+
+def evaluate(index, queries, gt_D, ks, *, progress=None):
     """Search ``queries`` once per k and measure quality and cost.
 
     Parameters
@@ -75,6 +147,8 @@ def evaluate(index, queries, gt_D, ks):
     gt_D : ndarray of float32, shape (n_queries, K)
         Exact distances, K >= max(ks).
     ks : sequence of int
+    progress : callable, optional
+        ``progress(done, total)`` after each query, over all k (total = len(ks) * n_queries).
 
     Returns
     -------
@@ -83,8 +157,11 @@ def evaluate(index, queries, gt_D, ks):
         cpu_ms`` (means per query; MB are 10**6 bytes).
     """
     rows = []
-    for k in ks:
-        D, _, stats = index.search(queries, k, return_stats=True)
+    nq = queries.shape[0]
+    for i, k in enumerate(ks):
+        step = None if progress is None else (
+            lambda done, _total, base=i * nq: progress(base + done, len(ks) * nq))
+        D, _, stats = index.search(queries, k, return_stats=True, progress=step)
         mean = stats.mean()
         rows.append({
             "algorithm": index.algorithm,

@@ -28,6 +28,7 @@ import secrets
 import numpy as np
 
 from lshdisk._kernels.bruteforce import topk_sqdist_update
+from storage import durable
 from lshdisk.datasets import VectorSource, _file_size, open_source, read_queries
 from lshdisk.errors import DatasetError
 
@@ -287,18 +288,14 @@ def _atomic_write(path: str, payload: bytes) -> None:
     # os.open with 0o666 rather than mkstemp's 0o600: the file gets the usual umask permissions.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
+        try:  # every write checked: a full disk is a one-line NoSpaceError naming the file
+            durable.write_all(fd, payload, path=path)
+            durable.fsync_fd(fd, path=path)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    if hasattr(os, "O_DIRECTORY"):
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    durable.fsync_dir(directory)

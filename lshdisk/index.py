@@ -7,12 +7,14 @@ An index is a directory::
         vectors.pages   the data vectors, for false-positive removal (lshdisk.vector_store)
         trees.pages     the m B+-trees of the projections (QALSH)
 
-It is built under a temporary sibling name and renamed into place only when complete, so a
-failed or interrupted build leaves no index behind and never damages an existing one.
+It is built under a temporary sibling name, under a lock on the target, verified, and
+published in one atomic step only when complete (:mod:`storage.durable`), so a failed or
+interrupted build leaves no index behind and never damages an existing one; page files are
+tied to their catalog by a build id (:mod:`lshdisk.verify`).
 """
 
+import math
 import os
-import secrets
 import shutil
 import threading
 import time
@@ -21,22 +23,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from storage import BufferPool, IOCounter, PageFile
+from storage import BufferPool, IOCounter, PageFile, durable
 from storage.catalog import Catalog
-from storage.errors import StorageError
+from storage.errors import (CorruptCatalogError, NoSpaceError, StorageError,
+                            UnsupportedVersionError)
 from . import __version__
 from .datasets import open_source, read_queries
-from .errors import IndexExistsError, NotAnIndexError
+from .errors import CorruptIndexError, IndexExistsError, NotAnIndexError
 from . import registry
 from .search import RoundSearch, SearchOptions
 from .vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
+from .verify import check_file, seal_build, verify_index
 from ._units import parse_bytes
 
 __all__ = ["build", "open", "Index", "SearchStats", "ALGORITHMS", "INDEX_FORMAT",
            "INDEX_VERSION"]
 
 INDEX_FORMAT = "lshdisk-index"
-INDEX_VERSION = (1, 0)
+INDEX_VERSION = (1, 1)
 #: Registered method names (:mod:`lshdisk.registry`).
 ALGORITHMS = registry.names()
 
@@ -97,10 +101,25 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
     Index
         The new index, open with no buffer pool.
 
+    Notes
+    -----
+    Disk access: reads the source once; writes the vector file, the hash tables (and the
+    external sort's runs if the projections outgrow ``memory_limit``) and the catalog
+    under ``INDEX_DIR.building-PID-TOKEN``, every write checked; rewrites each page file's
+    header page (build id); fsyncs every file and directory; reads every page once to
+    verify it; then publishes the index atomically (:func:`storage.durable.publish_dir`).
+
     Raises
     ------
     IndexExistsError
         If ``index_dir`` exists and ``overwrite`` is false.
+    LockedError
+        If another build of ``index_dir`` is running (``storage.errors``).
+    NoSpaceError
+        If the file system lacks the space the build needs (checked before it starts, and
+        on every write); nothing is left behind and an old index is untouched.
+    CorruptIndexError
+        If the new index fails verification before it would replace the old one.
     DatasetError
         If the source is empty, truncated, malformed or holds NaN/Inf.
     ValueError
@@ -133,15 +152,43 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
     parent = os.path.dirname(index_dir)
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"the parent directory of {index_dir} does not exist: create it first")
+    with durable.TargetLock(index_dir) as lock:
+        durable.remove_leftovers(parent, holding=lock)
+        _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes, seed,
+                      progress, format, dtype, dim, preset, params_fn, builder_cls, overrides)
+    return Index(index_dir)
 
+
+def _space_needed(n, d, itemsize, m, page_size, memory_limit_bytes):
+    """Estimated peak bytes a build writes: vector pages, hash tables (16-bit keys and
+    bit-packed ids), the external sort's runs if its records outgrow its memory, catalog."""
+    payload = page_size - 8
+    vectors = n * d * itemsize * page_size // payload + 2 * page_size
+    entries = n * m
+    tables = entries * (16 + max(1, math.ceil(math.log2(max(n, 2))))) // 8 * page_size // payload
+    spill = 12 * entries if 12 * entries > 0.6 * memory_limit_bytes else 0
+    return vectors + tables + spill + 8 * m * d + (1 << 20)
+
+
+def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes, seed, progress,
+                  format, dtype, dim, preset, params_fn, builder_cls, overrides):
+    """The body of :func:`build`, run while the target's lock is held."""
+    parent = os.path.dirname(index_dir)
     started = time.perf_counter()
     src = open_source(source, format=format, dtype=dtype, dim=dim)
-    _remove_stale_builds(index_dir)
-    work = f"{index_dir}.building-{os.getpid()}-{secrets.token_hex(4)}"
-    os.mkdir(work)
-    builder = None
     try:
         params = params_fn(src.n, c=c, **overrides)
+        needed = _space_needed(src.n, src.d, src.dtype.itemsize, params.m, page_size,
+                               memory_limit_bytes)
+        durable.check_free_space(parent, needed, what=f"building {index_dir}")
+    except BaseException:
+        src.close()
+        raise
+    work = durable.work_path(index_dir)
+    os.mkdir(work)
+    durable.fault_point("build:started")
+    builder = writer = None
+    try:
         counter = IOCounter()
         # Budget: 60 % external sort, 15 % chunk temporaries, the rest for writers and slack.
         builder = builder_cls(work, n=src.n, d=src.d, params=params, seed=int(seed),
@@ -156,7 +203,9 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
             builder.add_chunk(start, rows)
             _report(progress, "read", start + rows.shape[0], src.n)
         writer.finish()
+        durable.fault_point("build:vectors-written")
         structure = builder.finish(progress=lambda done, total: _report(progress, "tables", done, total))
+        durable.fault_point("build:tables-written")
         meta = {
             "format": INDEX_FORMAT,
             "format_version": list(INDEX_VERSION),
@@ -174,6 +223,8 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
         }
         meta.update(structure)
         meta["files"] = dict(structure["files"], vectors=VECTORS_FILE)
+        meta.update(seal_build(work, meta))
+        durable.fault_point("build:sealed")
         catalog = Catalog.create(os.path.join(work, CATALOG_DIR))
         try:
             for name, array in builder.arrays().items():
@@ -181,67 +232,56 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
             catalog.put_json("index", meta)
         finally:
             catalog.close()
-        _fsync_dir(work)
+        durable.fault_point("build:catalog-written")
         _install(work, index_dir)
+    except NoSpaceError as exc:
+        _abort(builder, writer, work)
+        raise NoSpaceError(f"{exc.path}: no space left on the device while building {index_dir}: "
+                           f"the build needs about {needed / 2**20:.1f} MiB in {parent}, "
+                           f"{durable.free_bytes(parent) / 2**20:.1f} MiB are free now; free "
+                           f"space or build on another disk", errno=exc.errno, path=exc.path,
+                           bytes_needed=needed) from exc
     except BaseException:
-        if builder is not None:
-            builder.abort()
-        shutil.rmtree(work, ignore_errors=True)
+        _abort(builder, writer, work)
         raise
     finally:
         src.close()
-    return Index(index_dir)
 
 
-def _remove_stale_builds(index_dir):
-    """Remove ``INDEX_DIR.building-PID-*`` left by a build whose process no longer exists
-    (killed with SIGKILL, or by a power loss); builds still running are left alone."""
-    parent, base = os.path.split(index_dir)
-    prefix = f"{base}.building-"
-    for name in os.listdir(parent):
-        if not name.startswith(prefix):
-            continue
-        pid_text = name[len(prefix):].split("-", 1)[0]
-        if not pid_text.isdigit():
-            continue
-        try:
-            os.kill(int(pid_text), 0)
-        except ProcessLookupError:
-            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
-        except PermissionError:
-            pass  # another user's live process
-
-
-def _fsync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _abort(builder, writer, work):
+    """Close what a failed build holds open (so that its space is freed) and remove it."""
+    if writer is not None:
+        writer.abort()
+    if builder is not None:
+        builder.abort()
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def _install(work, index_dir):
-    """Rename the finished build into place; an old index is removed only after that."""
-    if not os.path.exists(index_dir):
-        os.rename(work, index_dir)
-    else:
-        if not _looks_like_index(index_dir):
-            raise IndexExistsError(f"{index_dir} exists and is not an lshdisk index: refusing to "
-                                   f"replace it; choose another path")
-        old = f"{index_dir}.replaced-{secrets.token_hex(4)}"
-        os.rename(index_dir, old)
-        os.rename(work, index_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    _fsync_dir(os.path.dirname(index_dir))
+    """Verify the finished build in ``work`` and publish it at ``index_dir`` atomically (an
+    old index is swapped out in the same step, then removed)."""
+    result = verify_index(work)
+    if not result.ok:
+        raise CorruptIndexError(f"the new index fails verification ({result.problems[0]}); "
+                                f"{index_dir} is unchanged: check the disk and rebuild")
+    durable.fault_point("build:verified")
+    if os.path.exists(index_dir) and not _looks_like_index(index_dir):
+        raise IndexExistsError(f"{index_dir} exists and is not an lshdisk index: refusing to "
+                               f"replace it; choose another path")
+    durable.publish_dir(work, index_dir)
 
 
 def _looks_like_index(path):
-    """True if ``path`` holds an lshdisk catalog whose metadata says it is an index."""
+    """True if ``path`` holds an lshdisk catalog whose metadata says it is an index, or an
+    lshdisk catalog that is damaged or of another format version (an index that
+    ``--overwrite`` may replace: rebuilding is the fix its errors name)."""
     if not os.path.isdir(os.path.join(path, CATALOG_DIR)):
         return False
     try:
         with Catalog.open(os.path.join(path, CATALOG_DIR)) as catalog:
             return catalog.get_json("index").get("format") == INDEX_FORMAT
+    except (CorruptCatalogError, UnsupportedVersionError):
+        return True
     except (StorageError, KeyError, TypeError, ValueError, AttributeError):
         return False
 
@@ -336,6 +376,7 @@ class _Reader:
         pf = PageFile.open(os.path.join(index.path, name), counter=self.counter,
                            buffer_pool=index.buffer_pool, kind=kind)
         self.files.append(pf)
+        check_file(pf, index.meta, name)
         return pf
 
     def close(self):
@@ -372,6 +413,7 @@ class Index:
         self._lock = threading.Lock()
         self._closed = False
         cache = parse_bytes(cache_bytes, name="cache_bytes")
+        durable.remove_leftovers(os.path.dirname(self.path))  # and rolls back a cut replacement
         if not os.path.isdir(self.path):
             raise NotAnIndexError(f"{self.path} is not a directory: pass the INDEX_DIR given to "
                                   f"'lshdisk build'")
@@ -383,6 +425,8 @@ class Index:
                 meta = catalog.get_json("index")
                 arrays = {name: catalog.get_array(name) for name in catalog.names()
                           if name != "index"}
+        except CorruptCatalogError as exc:
+            raise CorruptIndexError(str(exc)) from exc
         except (StorageError, KeyError) as exc:
             raise NotAnIndexError(f"{self.path} is not a readable lshdisk index ({exc}); rebuild "
                                   f"it with 'lshdisk build'") from exc

@@ -1,4 +1,5 @@
-"""storage: page files, buffer pool, exact I/O counts, disk B+-tree, external sort, catalog.
+"""storage: page files, buffer pool, exact I/O counts, disk B+-tree, external sort, catalog,
+durable writes and atomic publication (:mod:`storage.durable`).
 
 A leaf package: it imports only the standard library, numpy, numba and lmdb.
 """
@@ -6,8 +7,9 @@ A leaf package: it imports only the standard library, numpy, numba and lmdb.
 from .btree import BPlusTree, BulkLoader, Cursor, TreeInfo, id_bits_for, inner_capacity, leaf_capacity
 from .buffer_pool import BufferPool
 from .catalog import CATALOG_FORMAT, CATALOG_VERSION, Catalog
-from .errors import (ClosedFileError, CorruptPageError, NotACatalogError, NotAPageFileError,
-                     ReadOnlyError, StorageError, UnsupportedVersionError)
+from .errors import (CatalogInUseError, ClosedFileError, CorruptCatalogError, CorruptPageError,
+                     LockedError, NoSpaceError, NotACatalogError, NotAPageFileError,
+                     ReadOnlyError, StorageError, UnsupportedVersionError, WriteFailedError)
 from .extsort import ExternalSorter, float32_to_ordered_u32, ordered_u32_to_float32
 from .iostats import IOCounter, IOStats
 from .page_file import PageFile
@@ -21,4 +23,5 @@ __all__ = [
     "RawReader", "read_raw_runs",
     "Catalog", "CATALOG_FORMAT", "CATALOG_VERSION", "NotACatalogError", "ExternalSorter",
     "float32_to_ordered_u32", "ordered_u32_to_float32", "SortedRunWriter", "read_directory",
+    "CatalogInUseError", "CorruptCatalogError", "LockedError", "NoSpaceError", "WriteFailedError",
 ]

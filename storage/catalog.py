@@ -8,14 +8,28 @@ by a two-byte kind prefix and the UTF-8 name:
 ==================  ==========================================================================
 key                 value
 ==================  ==========================================================================
-``\\x00format``      format record, JSON ``{"format": "lshdisk-catalog", "version": [1, 0]}``
-``j/<name>``        a JSON document, UTF-8, ``sort_keys``, separators ``,`` ``:``, no NaN
-``a/<name>``        an array, framed as below
+``\\x00format``      format record, JSON ``{"checksum": C, "format": "lshdisk-catalog",
+                    "version": [2, 0]}``, C the CRC32 of the compact, ``sort_keys`` JSON of
+                    ``{"format": ..., "version": ...}``; plain JSON, so that any version can
+                    read which version wrote the catalog
+``j/<name>``        checksum, then a JSON document, UTF-8, ``sort_keys``, separators ``,``
+                    ``:``, no NaN
+``a/<name>``        checksum, then an array, framed as below
 ==================  ==========================================================================
 
 A name holds either a JSON document or an array; putting one kind removes the other.
 
-Array value framing (all integers little-endian):
+Value framing of ``j/`` and ``a/`` entries (version 2.0; all integers little-endian). The
+checksum covers the key too, so a value moved under another key fails it as well:
+
+========  ========  ==============================================================
+offset    size      meaning
+========  ========  ==============================================================
+0         4         CRC32 (zlib polynomial) of the key bytes followed by the body
+4         rest      body: the JSON document, or the array framing below
+========  ========  ==============================================================
+
+Array body (offsets within the body):
 
 ========  ========  ==============================================================
 offset    size      meaning
@@ -27,6 +41,20 @@ offset    size      meaning
 4 + h     rest      the elements in C order, little-endian; ``prod(shape) * itemsize``
                     bytes
 ========  ========  ==============================================================
+
+A value failing its checksum raises :class:`~storage.errors.CorruptCatalogError`, never
+returns changed metadata. Version 1.0 had no checksums; it is refused as an unknown major.
+
+Before LMDB maps ``data.mdb``, :meth:`Catalog.open` reads its two meta pages (LMDB's
+``MDB_meta``: magic ``0xBEEFC0DE`` at byte 16 of each page, page size at 40, last page
+number at 136, transaction id at 144, for 64-bit builds) and refuses a file shorter than
+the newest meta page declares: a truncated catalog gives a ``CorruptCatalogError``, not a
+SIGBUS when a page past the end of the file is touched.
+
+One process may open a catalog many times, from many threads: read-only opens of one
+``data.mdb`` (same device and inode) share one ``lmdb.Environment`` with a reference count
+(LMDB allows one environment per file per process); a writable open is exclusive. A forked
+child closes the environments it inherited and opens its own.
 
 Versioning follows the house rule: a major version this code does not know is refused
 (:class:`~storage.errors.UnsupportedVersionError`); a newer minor version opens read-only.
@@ -42,22 +70,28 @@ import json
 import math
 import os
 import struct
+import threading
+import zlib
 
 import lmdb
 import numpy as np
 
+from . import durable
 from .errors import (
+    CatalogInUseError,
     ClosedFileError,
+    CorruptCatalogError,
+    NoSpaceError,
     NotACatalogError,
     ReadOnlyError,
-    StorageError,
     UnsupportedVersionError,
+    WriteFailedError,
 )
 
-__all__ = ["CATALOG_FORMAT", "CATALOG_VERSION", "Catalog"]
+__all__ = ["CATALOG_FORMAT", "CATALOG_VERSION", "Catalog", "format_record"]
 
 CATALOG_FORMAT = "lshdisk-catalog"
-CATALOG_VERSION = (1, 0)
+CATALOG_VERSION = (2, 0)
 
 _FORMAT_KEY = b"\x00format"
 _JSON_PREFIX = b"j/"
@@ -67,12 +101,55 @@ _INITIAL_MAP_SIZE = 1 << 20
 _MAX_NAME_BYTES = 500  # LMDB's default key limit is 511 bytes, prefixes included
 _ARRAY_KINDS = "biufc"  # bool, signed, unsigned, float, complex
 _HEADER_LEN = struct.Struct("<I")
+_CRC = struct.Struct("<I")
+_LMDB_MAGIC = 0xBEEFC0DE
+_META = struct.Struct("<II")  # magic, version, at byte 16 of a meta page
+_META_PSIZE_OFFSET = 40  # mm_dbs[FREE_DBI].md_pad holds the page size
+_META_LAST = struct.Struct("<QQ")  # mm_last_pg, mm_txnid at byte 136
+_META_LAST_OFFSET = 136
+_MIN_LMDB_PAGE = 512
+
+# Environments open in this process, by (st_dev, st_ino) of data.mdb: [env, readonly, refs].
+_OPEN_ENVS = {}
+_OPEN_ENVS_LOCK = threading.Lock()
+_FORK_HOOK = []  # set once the after-fork hook is registered (on the first open, not at import)
+
+
+def _close_inherited_envs():
+    """In a forked child: LMDB environments must not be used across fork(), so the child
+    closes the ones it inherited (its own mapping only) and opens its own when asked; the
+    parent's handles are unusable in the child."""
+    for env, _, _ in _OPEN_ENVS.values():
+        try:
+            env.close()
+        except lmdb.Error:  # pragma: no cover - closing an inherited mapping
+            pass
+    _OPEN_ENVS.clear()
+
+
+def _register(key, env, readonly):
+    """Record a newly opened environment (caller holds _OPEN_ENVS_LOCK)."""
+    if not _FORK_HOOK and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_close_inherited_envs)
+        _FORK_HOOK.append(True)
+    _OPEN_ENVS[key] = [env, readonly, 1]
 
 
 def _dump_json(obj) -> bytes:
     return json.dumps(
         obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
+
+
+def _seal(key: bytes, body) -> bytes:
+    """The stored value of ``body`` under ``key``: CRC32 of key + body, then body."""
+    return _CRC.pack(zlib.crc32(body, zlib.crc32(key))) + bytes(body)
+
+
+def format_record(version=CATALOG_VERSION) -> bytes:
+    """The format record's bytes for ``version`` (with its checksum)."""
+    record = {"format": CATALOG_FORMAT, "version": list(version)}
+    return _dump_json(dict(record, checksum=zlib.crc32(_dump_json(record))))
 
 
 class Catalog:
@@ -91,8 +168,10 @@ class Catalog:
         ``(major, minor)`` format version recorded in the catalog.
     """
 
-    def __init__(self, env: lmdb.Environment, path: str, readonly: bool, version: tuple):
+    def __init__(self, env: lmdb.Environment, path: str, readonly: bool, version: tuple,
+                 key: tuple):
         self._env: lmdb.Environment | None = env
+        self._key = key
         self.path = path
         self.readonly = readonly
         self.version = version
@@ -132,11 +211,16 @@ class Catalog:
                 f"cannot create a catalog at {path!r}: it already holds an LMDB environment"
             )
         os.makedirs(path, exist_ok=True)
-        env = lmdb.open(path, map_size=_INITIAL_MAP_SIZE, subdir=True, create=True)
-        catalog = cls(env, path, False, CATALOG_VERSION)
         try:
-            record = {"format": CATALOG_FORMAT, "version": list(CATALOG_VERSION)}
-            catalog._write(lambda txn: txn.put(_FORMAT_KEY, _dump_json(record)), 0)
+            env = lmdb.open(path, map_size=_INITIAL_MAP_SIZE, subdir=True, create=True)
+        except lmdb.Error as exc:
+            raise _lmdb_write_error(path, exc) from exc
+        with _OPEN_ENVS_LOCK:
+            key = _file_key(os.path.join(path, _DATA_FILE))
+            _register(key, env, False)
+        catalog = cls(env, path, False, CATALOG_VERSION, key)
+        try:
+            catalog._write(lambda txn: txn.put(_FORMAT_KEY, format_record()), 0)
         except BaseException:
             catalog.close()
             raise
@@ -166,11 +250,20 @@ class Catalog:
             without an lshdisk catalog format record.
         UnsupportedVersionError
             If the catalog's major format version is not :data:`CATALOG_VERSION`'s.
+        CorruptCatalogError
+            If ``data.mdb`` is shorter than its meta pages declare (truncated), or the
+            format record fails its checksum.
+        CatalogInUseError
+            A writable open while this process has the catalog open (read-only or
+            writable), or a read-only open while it has it open for writing.
 
         Notes
         -----
-        Disk access: maps ``data.mdb`` and reads the format record (one read transaction);
-        a writable open then reopens the environment, creating ``lock.mdb`` if missing.
+        Disk access: reads the two LMDB meta pages, maps ``data.mdb`` and reads the format
+        record (one read transaction); a writable open then reopens the environment,
+        creating ``lock.mdb`` if missing. A read-only open of a catalog this process already
+        has open read-only shares its environment (only the meta pages are read again).
+        Thread-safe.
         """
         path = os.fspath(path)
         data_file = os.path.join(path, _DATA_FILE)
@@ -178,24 +271,49 @@ class Catalog:
             raise NotACatalogError(f"{path!r} is not a catalog: no such directory")
         if not os.path.isfile(data_file) or os.path.getsize(data_file) == 0:
             raise NotACatalogError(f"{path!r} is not a catalog: it holds no LMDB environment")
-        # Check the format read-only first, so that a non-catalog is never written to.
-        try:
-            env = lmdb.open(path, subdir=True, readonly=True, lock=False, create=False)
-        except lmdb.InvalidError as exc:
-            raise NotACatalogError(
-                f"{path!r} is not a catalog: {_DATA_FILE} is not an LMDB file"
-            ) from exc
-        try:
-            with env.begin() as txn:
-                version = _parse_format_record(path, txn.get(_FORMAT_KEY))
-        except BaseException:
-            env.close()
-            raise
-        if readonly or version[1] > CATALOG_VERSION[1]:
-            return cls(env, path, True, version)
-        env.close()
-        env = lmdb.open(path, map_size=_INITIAL_MAP_SIZE, subdir=True, create=False)
-        return cls(env, path, False, version)
+        with _OPEN_ENVS_LOCK:
+            key = _file_key(data_file)
+            shared = _OPEN_ENVS.get(key)
+            if shared is not None:
+                env, shared_readonly, refs = shared
+                if not (readonly and shared_readonly):
+                    held = "read-only" if shared_readonly else "for writing"
+                    wanted = "read-only" if readonly else "for writing"
+                    raise CatalogInUseError(
+                        f"catalog {path!r} is already open {held} in this process ({refs} "
+                        f"handle(s)): close them before opening it {wanted}")
+                _check_data_file(path, data_file)
+                version = _read_version(path, env)
+                shared[2] += 1
+                return cls(env, path, True, version, key)
+            _check_data_file(path, data_file)
+            # Check the format read-only first, so that a non-catalog is never written to.
+            try:
+                env = lmdb.open(path, subdir=True, readonly=True, lock=False, create=False)
+            except lmdb.InvalidError as exc:
+                raise NotACatalogError(
+                    f"{path!r} is not a catalog: {_DATA_FILE} is not an LMDB file"
+                ) from exc
+            except lmdb.Error as exc:
+                if "already open" in str(exc):  # an lmdb.Environment opened outside Catalog
+                    raise CatalogInUseError(f"catalog {path!r} is open in this process outside "
+                                            f"storage.catalog: close that environment") from exc
+                raise CorruptCatalogError(f"catalog {path!r} cannot be opened ({exc}): it is "
+                                          f"damaged; rebuild the index") from exc
+            try:
+                version = _read_version(path, env)
+            except BaseException:
+                env.close()
+                raise
+            if not (readonly or version[1] > CATALOG_VERSION[1]):
+                env.close()
+                try:
+                    env = lmdb.open(path, map_size=_INITIAL_MAP_SIZE, subdir=True, create=False)
+                except lmdb.Error as exc:
+                    raise _lmdb_write_error(path, exc) from exc
+            writable = not readonly and version[1] <= CATALOG_VERSION[1]
+            _register(key, env, not writable)
+            return cls(env, path, not writable, version, key)
 
     # -- JSON -----------------------------------------------------------------------------
 
@@ -229,7 +347,7 @@ class Catalog:
 
         def put(txn):
             txn.delete(_ARRAY_PREFIX + key)
-            txn.put(_JSON_PREFIX + key, value)
+            txn.put(_JSON_PREFIX + key, _seal(_JSON_PREFIX + key, value))
 
         self._write(put, len(value))
 
@@ -244,6 +362,8 @@ class Catalog:
             If `name` holds nothing.
         TypeError
             If `name` holds an array (use :meth:`get_array`).
+        CorruptCatalogError
+            If the value fails its checksum or LMDB finds the catalog damaged.
 
         Notes
         -----
@@ -251,11 +371,19 @@ class Catalog:
         """
         env = self._live_env()
         key = _name_key(name)
-        with env.begin() as txn:
-            raw = txn.get(_JSON_PREFIX + key)
-            if raw is None:
-                _missing(txn, name, _ARRAY_PREFIX + key, "an array", "get_array")
-        return json.loads(raw.decode("utf-8"))
+        try:
+            with env.begin() as txn:
+                raw = txn.get(_JSON_PREFIX + key)
+                if raw is None:
+                    _missing(txn, name, _ARRAY_PREFIX + key, "an array", "get_array")
+        except lmdb.Error as exc:
+            raise self._damaged(exc) from exc
+        body = self._unseal(_JSON_PREFIX + key, raw, name)
+        try:
+            return json.loads(bytes(body).decode("utf-8"))
+        except ValueError as exc:
+            raise CorruptCatalogError(f"catalog {self.path!r}: entry {name!r} is not valid JSON "
+                                      f"despite a good checksum: rebuild the index") from exc
 
     # -- arrays ---------------------------------------------------------------------------
 
@@ -306,7 +434,7 @@ class Catalog:
 
         def put(txn):
             txn.delete(_JSON_PREFIX + key)
-            txn.put(_ARRAY_PREFIX + key, value)
+            txn.put(_ARRAY_PREFIX + key, _seal(_ARRAY_PREFIX + key, value))
 
         self._write(put, len(value))
 
@@ -326,8 +454,8 @@ class Catalog:
             If `name` holds nothing.
         TypeError
             If `name` holds a JSON document (use :meth:`get_json`).
-        StorageError
-            If the stored value is malformed.
+        CorruptCatalogError
+            If the value fails its checksum, is malformed, or LMDB finds the catalog damaged.
 
         Notes
         -----
@@ -335,11 +463,14 @@ class Catalog:
         """
         env = self._live_env()
         key = _name_key(name)
-        with env.begin(buffers=True) as txn:
-            raw = txn.get(_ARRAY_PREFIX + key)
-            if raw is None:
-                _missing(txn, name, _JSON_PREFIX + key, "a JSON document", "get_json")
-            return _decode_array(name, raw)
+        try:
+            with env.begin(buffers=True) as txn:
+                raw = txn.get(_ARRAY_PREFIX + key)
+                if raw is None:
+                    _missing(txn, name, _JSON_PREFIX + key, "a JSON document", "get_json")
+                return _decode_array(name, self._unseal(_ARRAY_PREFIX + key, raw, name))
+        except lmdb.Error as exc:
+            raise self._damaged(exc) from exc
 
     # -- listing and closing --------------------------------------------------------------
 
@@ -357,16 +488,28 @@ class Catalog:
         """
         env = self._live_env()
         found = []
-        with env.begin() as txn:
-            for key in txn.cursor().iternext(keys=True, values=False):
-                if key[:2] in (_JSON_PREFIX, _ARRAY_PREFIX):
-                    found.append(key[2:])
-        return [k.decode("utf-8") for k in sorted(found)]
+        try:
+            with env.begin() as txn:
+                for key in txn.cursor().iternext(keys=True, values=False):
+                    if key[:2] in (_JSON_PREFIX, _ARRAY_PREFIX):
+                        found.append(key[2:])
+            return [k.decode("utf-8") for k in sorted(found)]
+        except (lmdb.Error, UnicodeDecodeError) as exc:
+            raise self._damaged(exc) from exc
 
     def close(self) -> None:
-        """Close the environment. Idempotent; later use raises ClosedFileError."""
+        """Close this handle. Idempotent; later use raises ClosedFileError. The environment
+        is closed with the last handle of this process sharing it."""
         env, self._env = self._env, None
-        if env is not None:
+        if env is None:
+            return
+        with _OPEN_ENVS_LOCK:
+            shared = _OPEN_ENVS.get(self._key)
+            if shared is not None and shared[0] is env:
+                shared[2] -= 1
+                if shared[2] > 0:
+                    return
+                del _OPEN_ENVS[self._key]
             env.close()
 
     def __enter__(self) -> Catalog:
@@ -391,6 +534,18 @@ class Catalog:
         if self.readonly:
             raise ReadOnlyError(f"catalog {self.path!r} is open read-only")
 
+    def _damaged(self, exc) -> CorruptCatalogError:
+        return CorruptCatalogError(f"catalog {self.path!r} is damaged ({exc}): rebuild the index")
+
+    def _unseal(self, key: bytes, raw, name: str):
+        """The body of stored value ``raw`` (bytes or buffer), its checksum checked."""
+        raw = memoryview(raw)
+        if raw.nbytes < _CRC.size or _CRC.unpack_from(raw, 0)[0] != zlib.crc32(
+                raw[_CRC.size:], zlib.crc32(key)):
+            raise CorruptCatalogError(f"catalog {self.path!r}: entry {name!r} fails its checksum: "
+                                      f"the catalog is damaged; rebuild the index")
+        return raw[_CRC.size:]
+
     def _write(self, body, value_bytes: int) -> None:
         """Run `body(txn)` in a write transaction, growing the map until it fits."""
         env = self._live_env()
@@ -403,6 +558,8 @@ class Catalog:
                 size = env.info()["map_size"]
                 # Values span overflow pages; copy-on-write may touch every branch page.
                 env.set_mapsize(max(2 * size, size + 2 * value_bytes + (1 << 20)))
+            except lmdb.Error as exc:
+                raise _lmdb_write_error(self.path, exc, value_bytes) from exc
 
 
 def _name_key(name: str) -> bytes:
@@ -423,6 +580,73 @@ def _missing(txn, name: str, other_key: bytes, other_kind: str, other_getter: st
     raise KeyError(name)
 
 
+def _file_key(data_file: str) -> tuple[int, int]:
+    st = os.stat(data_file)
+    return st.st_dev, st.st_ino
+
+
+def _lmdb_write_error(path: str, exc, value_bytes: int = 0) -> WriteFailedError:
+    """A failed LMDB write as a one-line storage error. LMDB reports a short write on a full
+    device as EIO, so the free space decides between "full" and "failed"."""
+    text = str(exc)
+    try:
+        free = durable.free_bytes(path)
+    except OSError:
+        free = None
+    needed = value_bytes + (1 << 20)
+    if "No space left" in text or "Disk quota" in text or (free is not None and free < needed):
+        return NoSpaceError(f"catalog {path!r}: no space left on the device for about "
+                            f"{needed} bytes ({free} free; LMDB: {text}): free space or write "
+                            f"to another disk", path=path, bytes_needed=needed)
+    return WriteFailedError(f"catalog {path!r}: write failed ({text}): check the device",
+                            path=path)
+
+
+def _check_data_file(path: str, data_file: str) -> None:
+    """Refuse a ``data.mdb`` shorter than its newest LMDB meta page declares (before it is
+    mapped: touching a page past the end of a mapped file is a SIGBUS)."""
+    size = os.path.getsize(data_file)
+    with open(data_file, "rb") as f:
+        head = f.read(_META_LAST_OFFSET + _META_LAST.size)
+        if len(head) < _META_LAST_OFFSET + _META_LAST.size or \
+                _META.unpack_from(head, 16)[0] != _LMDB_MAGIC:
+            raise NotACatalogError(f"{path!r} is not a catalog: {_DATA_FILE} is not an LMDB file")
+        (psize,) = _CRC.unpack_from(head, _META_PSIZE_OFFSET)
+        if psize < _MIN_LMDB_PAGE or psize & (psize - 1) or psize > 1 << 16:
+            raise CorruptCatalogError(f"catalog {path!r}: {_DATA_FILE} gives an invalid page "
+                                      f"size {psize}: it is damaged; rebuild the index")
+        f.seek(psize)
+        second = f.read(_META_LAST_OFFSET + _META_LAST.size)
+    if size < 2 * psize or len(second) < _META_LAST_OFFSET + _META_LAST.size:
+        raise CorruptCatalogError(f"catalog {path!r}: {_DATA_FILE} has {size} bytes, less than "
+                                  f"its two {psize}-byte meta pages: it is truncated; rebuild "
+                                  f"the index")
+    metas = []
+    for page in (head, second):
+        magic, _ = _META.unpack_from(page, 16)
+        if magic != _LMDB_MAGIC:
+            raise CorruptCatalogError(f"catalog {path!r}: an LMDB meta page of {_DATA_FILE} "
+                                      f"is damaged; rebuild the index")
+        last_pg, txnid = _META_LAST.unpack_from(page, _META_LAST_OFFSET)
+        metas.append((txnid, last_pg))
+    _, last_pg = max(metas)
+    if size < (last_pg + 1) * psize:
+        raise CorruptCatalogError(f"catalog {path!r}: {_DATA_FILE} has {size} bytes but its meta "
+                                  f"page declares {last_pg + 1} pages of {psize} bytes: it is "
+                                  f"truncated; rebuild the index")
+
+
+def _read_version(path: str, env) -> tuple[int, int]:
+    try:
+        with env.begin() as txn:
+            raw = txn.get(_FORMAT_KEY)
+            raw = None if raw is None else bytes(raw)
+    except lmdb.Error as exc:
+        raise CorruptCatalogError(f"catalog {path!r} is damaged ({exc}): rebuild the "
+                                  f"index") from exc
+    return _parse_format_record(path, raw)
+
+
 def _parse_format_record(path: str, raw) -> tuple[int, int]:
     if raw is None:
         raise NotACatalogError(f"{path!r} is not a catalog: its LMDB has no format record")
@@ -431,14 +655,20 @@ def _parse_format_record(path: str, raw) -> tuple[int, int]:
         name = record["format"]
         major, minor = (int(v) for v in record["version"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise NotACatalogError(f"{path!r} is not a catalog: malformed format record") from exc
+        raise CorruptCatalogError(f"catalog {path!r}: its format record is damaged: rebuild "
+                                  f"the index") from exc
     if name != CATALOG_FORMAT:
         raise NotACatalogError(f"{path!r} is not a catalog: format is {name!r}")
     if major != CATALOG_VERSION[0]:
         raise UnsupportedVersionError(
             f"catalog {path!r} has format version {major}.{minor}; this code reads "
-            f"{CATALOG_VERSION[0]}.x only"
+            f"{CATALOG_VERSION[0]}.x only: rebuild the index with this lshdisk or use the "
+            f"lshdisk that wrote it"
         )
+    if record.get("checksum") != zlib.crc32(_dump_json({"format": name,
+                                                        "version": record["version"]})):
+        raise CorruptCatalogError(f"catalog {path!r}: its format record fails its checksum: "
+                                  f"the catalog is damaged; rebuild the index")
     return major, minor
 
 
@@ -452,10 +682,10 @@ def _decode_array(name: str, raw) -> np.ndarray:
         dtype = np.dtype(header["dtype"])
         shape = tuple(int(s) for s in header["shape"])
     except (struct.error, ValueError, KeyError, TypeError) as exc:
-        raise StorageError(f"catalog array {name!r} has a malformed header") from exc
+        raise CorruptCatalogError(f"catalog array {name!r} has a malformed header") from exc
     size = math.prod(shape)
     if dtype.kind not in _ARRAY_KINDS or len(raw) - start != size * dtype.itemsize:
-        raise StorageError(
+        raise CorruptCatalogError(
             f"catalog array {name!r} holds {len(raw) - start} bytes of data, not the "
             f"{size} x {dtype} its header describes"
         )

@@ -80,6 +80,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .durable import write_all
 from .errors import ClosedFileError, StorageError
 
 __all__ = [
@@ -258,10 +259,11 @@ class _Cursor:
     read: int = 0  # records read from the file so far
 
 
-def _write_array(f, array: np.ndarray, dtype: np.dtype) -> None:
+def _write_array(f, array: np.ndarray, dtype: np.dtype, path: str) -> None:
+    """Write ``array`` as ``dtype`` at the position of raw file ``f``; every write checked
+    (:func:`storage.durable.write_all`: short writes continued, ENOSPC/EIO raised)."""
     view = memoryview(np.ascontiguousarray(array.astype(dtype, copy=False))).cast("B")
-    while view.nbytes:
-        view = view[f.write(view) :]
+    write_all(f.fileno(), view, path=path)
 
 
 def _read_exact(f, offset: int, out: np.ndarray, path: str) -> None:
@@ -541,8 +543,8 @@ class ExternalSorter:
         _sort_pairs_inplace(keys, ids, self._ledger)
         path, f = self._new_run_file()
         with f:
-            _write_array(f, keys, _KEY_DTYPE)
-            _write_array(f, ids, _ID_DTYPE)
+            _write_array(f, keys, _KEY_DTYPE, path)
+            _write_array(f, ids, _ID_DTYPE, path)
         self._runs.append(_Run(path, n))
         self._n_buffered = 0
         self.runs_written += 1
@@ -600,9 +602,9 @@ class ExternalSorter:
             done = 0
             for keys, ids in self._merge(group):
                 f.seek(8 * done)
-                _write_array(f, keys, _KEY_DTYPE)
+                _write_array(f, keys, _KEY_DTYPE, path)
                 f.seek(8 * total + 4 * done)
-                _write_array(f, ids, _ID_DTYPE)
+                _write_array(f, ids, _ID_DTYPE, path)
                 done += keys.shape[0]
                 if self._progress is not None:
                     self._progress("merge", done, total)

@@ -32,10 +32,48 @@ offset  size  meaning
 12      4     page size in bytes (u32)
 16      8     page count, header page included (u64); the file is exactly this many pages
 24      16    file kind, ASCII, NUL-padded (e.g. ``vectors``, ``btree``)
-40      24    reserved, zero
+40      16    build id (since 1.1): names the build the file belongs to; zero until stamped
+              (:meth:`storage.page_file.PageFile.stamp_build_id`), zero in 1.0 files
+56      8     content digest (since 1.1): BLAKE2b-64 of the CRC32s (u32 each) of pages
+              1 .. page_count-1 in page order; zero in 1.0 files (reserved there)
 64      4     length L of the application header (u32), at most payload size - 68
 68      L     application header: the owner's own fields (e.g. n, d, dtype of a vector file)
 ======  ====  ==============================================================================
+
+Format 1.1 only fills bytes that 1.0 reserved, so a 1.0 reader still reads 1.1 files.
+An index records each page file's build id, page size, page count and content digest in
+its catalog (``lshdisk.verify``): a file copied in from another build, another page size
+or another dataset is refused when the index is opened, from its header alone. The build
+id is derived from the build's inputs (seed, parameters, page size, dataset fingerprint,
+format versions) and the content digests of all its files, so rebuilding with the same seed
+and data gives byte-identical files (style rule 12), while any difference in inputs or
+content gives another id.
+
+Publishing an index (:mod:`storage.durable`)
+--------------------------------------------
+
+An index directory ``T`` is built as ``T.building-PID-TOKEN`` (PID: the builder's process
+id, TOKEN: 8 hex digits) while the builder holds an exclusive ``flock`` on the lock file
+``T.lshdisk-lock`` (content ``lshdisk build lock pid=PID``; removed when the build ends).
+Before publication every file and directory of the build is fsynced and the index is
+verified (every page's trailer, the page counts and ids against the catalog). Then:
+
+======================  ===================================================================
+state of ``T``          publication
+======================  ===================================================================
+absent                  ``renameat2(RENAME_NOREPLACE)`` (macOS: ``renamex_np(RENAME_EXCL)``),
+                        else ``rename`` after re-checking ``T`` is absent (under the lock)
+an index                ``renameat2(RENAME_EXCHANGE)`` (macOS: ``renamex_np(RENAME_SWAP)``)
+                        swaps ``T`` and the build in one step; the old index, now under the
+                        build's name, is removed. Fallback where the call or the file system
+                        lacks it: ``rename(T, T.replaced-PID-TOKEN)``, ``rename(build, T)``;
+                        a process that dies between the two leaves ``T`` absent, and the next
+                        build or open in that directory renames ``T.replaced-*`` back
+======================  ===================================================================
+
+The parent directory is fsynced after each switch. Leftovers ``T.building-PID-*`` whose
+process is gone, ``T.replaced-*`` and free lock files are removed by the next build or
+open in the same directory, under ``T``'s lock.
 
 B+-tree node payloads (:mod:`storage.btree`)
 --------------------------------------------
@@ -141,6 +179,10 @@ __all__ = [
     "TRAILER_SIZE",
     "HEADER_STRUCT",
     "APP_HEADER_OFFSET",
+    "HEADER_IDS_OFFSET",
+    "HEADER_IDS_STRUCT",
+    "BUILD_ID_SIZE",
+    "NO_BUILD_ID",
     "NO_PAGE",
     "LEAF_NODE",
     "INNER_NODE",
@@ -152,7 +194,7 @@ __all__ = [
 
 MAGIC = b"LSHDPAGE"
 FORMAT_MAJOR = 1
-FORMAT_MINOR = 0
+FORMAT_MINOR = 1
 MIN_PAGE_SIZE = 512
 MAX_PAGE_SIZE = 1 << 20
 DEFAULT_PAGE_SIZE = 4096
@@ -161,6 +203,11 @@ TRAILER_SIZE = 8
 #: magic, major, minor, page size, page count, kind (header page, offset 0).
 HEADER_STRUCT = struct.Struct("<8sHHIQ16s")
 APP_HEADER_OFFSET = 64
+#: build id, content digest (header page, offset 40; format 1.1).
+HEADER_IDS_STRUCT = struct.Struct("<16s8s")
+HEADER_IDS_OFFSET = 40
+BUILD_ID_SIZE = 16
+NO_BUILD_ID = bytes(BUILD_ID_SIZE)
 NO_PAGE = 0xFFFFFFFF
 
 LEAF_NODE = 1

@@ -13,6 +13,7 @@ where the C functions cannot be called). Either way one run is one system call, 
 is checked, and the bytes read and the counts are the same.
 """
 
+import hashlib
 import os
 import struct
 
@@ -24,11 +25,12 @@ except ImportError:  # pragma: no cover - zlib-ng is a dependency; plain zlib gi
     from zlib import crc32
 
 from .buffer_pool import BufferPool
+from .durable import fsync_fd, pwrite_all
 from .errors import (ClosedFileError, CorruptPageError, NotAPageFileError, ReadOnlyError,
                      UnsupportedVersionError)
-from .format import (APP_HEADER_OFFSET, DEFAULT_PAGE_SIZE, FORMAT_MAJOR, FORMAT_MINOR,
-                     HEADER_STRUCT, MAGIC, MAX_PAGE_SIZE, MIN_PAGE_SIZE, TRAILER_SIZE,
-                     check_page_size)
+from .format import (APP_HEADER_OFFSET, BUILD_ID_SIZE, DEFAULT_PAGE_SIZE, FORMAT_MAJOR,
+                     FORMAT_MINOR, HEADER_IDS_OFFSET, HEADER_IDS_STRUCT, HEADER_STRUCT, MAGIC,
+                     MAX_PAGE_SIZE, MIN_PAGE_SIZE, NO_BUILD_ID, TRAILER_SIZE, check_page_size)
 from ._run_reader import (BAD_RUN, READ_ALL, READ_FAILED, TOO_FEW_ROWS, RawReader, libc_pread,
                           pread_runs, verified_runs, zlib_ng_crc32)
 from .iostats import IOCounter
@@ -61,6 +63,13 @@ class PageFile:
         The owner's header fields (see :mod:`storage.format`).
     file_id : int
         Identity of this file in its :class:`IOCounter` (seeks are judged per file).
+    build_id : bytes
+        16 bytes naming the build the file belongs to (:meth:`stamp_build_id`); zeros until
+        stamped, and in files of format 1.0.
+    content_digest : bytes
+        8 bytes: BLAKE2b of the CRC32s of pages 1 .. page_count-1 (see :mod:`storage.format`);
+        of the pages appended so far while the file is written, zeros in files of format 1.0.
+    format_version : tuple of (int, int)
     """
 
     def __init__(self, path, fd, *, writable, page_size, page_count, kind, app_header,
@@ -79,6 +88,10 @@ class PageFile:
         self._pending = []
         self._pending_bytes = 0
         self._flushed_pages = page_count
+        self.build_id = NO_BUILD_ID
+        self.format_version = (FORMAT_MAJOR, FORMAT_MINOR)
+        self._digest = hashlib.blake2b(digest_size=8)
+        self.content_digest = self._digest.digest()
 
     # ------------------------------------------------------------------ creation
     @classmethod
@@ -102,6 +115,12 @@ class PageFile:
             If ``path`` exists (an existing file is never overwritten).
         ValueError
             Bad ``page_size`` or ``kind``.
+        NoSpaceError, WriteFailedError
+            Writing the placeholder header page failed (the file is removed).
+
+        Notes
+        -----
+        Disk access: creates the file and writes one header page.
         """
         check_page_size(page_size)
         kind_bytes = kind.encode("ascii")
@@ -110,7 +129,12 @@ class PageFile:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         pf = cls(path, fd, writable=True, page_size=page_size, page_count=1, kind=kind,
                  app_header=b"", counter=counter, buffer_pool=None)
-        pf._write_header()  # placeholder, rewritten by finalize()
+        try:
+            pf._write_header()  # placeholder, rewritten by finalize()
+        except BaseException:
+            os.close(fd)
+            os.unlink(path)
+            raise
         return pf
 
     def _seal(self, page_no, payload):
@@ -123,16 +147,23 @@ class PageFile:
         page = bytearray(self.page_size)
         page[:n] = payload
         _U32.pack_into(page, self.page_size - 8, page_no)
-        _U32.pack_into(page, self.page_size - 4, crc32(memoryview(page)[: self.page_size - 4]))
+        crc = crc32(memoryview(page)[: self.page_size - 4])
+        _U32.pack_into(page, self.page_size - 4, crc)
+        if page_no:
+            self._digest.update(_U32.pack(crc))
         return page
 
-    def _write_header(self):
+    def _header_payload(self):
         head = bytearray(self.payload_size)
         HEADER_STRUCT.pack_into(head, 0, MAGIC, FORMAT_MAJOR, FORMAT_MINOR, self.page_size,
                                 self.page_count, self.kind.encode("ascii"))
+        HEADER_IDS_STRUCT.pack_into(head, HEADER_IDS_OFFSET, self.build_id, self.content_digest)
         _U32.pack_into(head, APP_HEADER_OFFSET, len(self.app_header))
         head[APP_HEADER_OFFSET + 4: APP_HEADER_OFFSET + 4 + len(self.app_header)] = self.app_header
-        os.pwrite(self._fd, self._seal(0, head), 0)
+        return head
+
+    def _write_header(self):
+        pwrite_all(self._fd, self._seal(0, self._header_payload()), 0, path=self.path)
         self.counter.record_write(1, self.page_size)
 
     def append_page(self, payload):
@@ -153,23 +184,40 @@ class PageFile:
         return page_no
 
     def flush(self):
-        """Write buffered pages to the file (one ``pwrite``)."""
+        """Write buffered pages to the file (one ``pwrite``, continued if it is short).
+
+        Raises
+        ------
+        NoSpaceError
+            The device is full (ENOSPC, EDQUOT).
+        WriteFailedError
+            Another write error (EIO...). After either, the buffered pages are dropped: the
+            file is incomplete and must be discarded.
+        """
         if not self._pending:
             return
         data = b"".join(self._pending)
-        os.pwrite(self._fd, data, self._flushed_pages * self.page_size)
+        try:
+            pwrite_all(self._fd, data, self._flushed_pages * self.page_size, path=self.path)
+        except BaseException:
+            # The file is incomplete and must be discarded; close() must not write again.
+            self._pending, self._pending_bytes = [], 0
+            raise
         self.counter.record_write(len(self._pending), len(data))
         self._flushed_pages += len(self._pending)
         self._pending = []
         self._pending_bytes = 0
 
     def finalize(self, app_header=b""):
-        """Write the header page (page count, ``app_header``), fsync, and make the file read-only.
+        """Write the header page (page count, content digest, ``app_header``), fsync, and make
+        the file read-only.
 
         Raises
         ------
         ValueError
             If ``app_header`` does not fit in the header page.
+        NoSpaceError, WriteFailedError
+            A write or the fsync failed.
         """
         self._check_writable()
         if len(app_header) > self.payload_size - APP_HEADER_OFFSET - 4:
@@ -177,9 +225,44 @@ class PageFile:
                              f"{self.page_size}-byte header page")
         self.flush()
         self.app_header = bytes(app_header)
+        self.content_digest = self._digest.digest()
         self._write_header()
-        os.fsync(self._fd)
+        fsync_fd(self._fd, path=self.path)
         self.writable = False
+
+    @classmethod
+    def stamp_build_id(cls, path, build_id):
+        """Write ``build_id`` into the header page of the finalized file at ``path``, fsync.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+        build_id : bytes
+            16 bytes naming the build the file belongs to.
+
+        Raises
+        ------
+        ValueError
+            ``build_id`` is not 16 bytes.
+        NotAPageFileError, UnsupportedVersionError, CorruptPageError
+            As :meth:`open`.
+        NoSpaceError, WriteFailedError
+            The write or the fsync failed.
+
+        Notes
+        -----
+        Disk access: reads and rewrites the header page, then one ``fsync``.
+        """
+        if len(build_id) != BUILD_ID_SIZE:
+            raise ValueError(f"build_id must be {BUILD_ID_SIZE} bytes, got {len(build_id)}")
+        with cls.open(path) as pf:
+            pf.build_id = bytes(build_id)
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                pwrite_all(fd, pf._seal(0, pf._header_payload()), 0, path=pf.path)
+                fsync_fd(fd, path=pf.path)
+            finally:
+                os.close(fd)
 
     # ------------------------------------------------------------------ reading
     @classmethod
@@ -226,10 +309,13 @@ class PageFile:
                     f"{path} has {size} bytes but its header declares {page_count} pages of "
                     f"{page_size} bytes: the file is truncated or damaged; rebuild the index")
             file_kind = kind_raw.rstrip(b"\0").decode("ascii", "replace")
+            build_id, digest = HEADER_IDS_STRUCT.unpack_from(first, HEADER_IDS_OFFSET)
             if kind is not None and file_kind != kind:
                 raise NotAPageFileError(f"{path} holds {file_kind!r} pages, expected {kind!r}")
             pf = cls(path, fd, writable=False, page_size=page_size, page_count=page_count,
                      kind=file_kind, app_header=b"", counter=counter, buffer_pool=buffer_pool)
+            pf.build_id, pf.content_digest = build_id, digest
+            pf.format_version = (major, minor)
         except BaseException:
             os.close(fd)
             raise

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 import numba
 import numpy as np
 
+from .durable import write_all
 from .errors import CorruptPageError
 
 __all__ = [
@@ -365,7 +366,7 @@ class SortedRunWriter:
         self.page_entries = int(page_entries)
         fd, self._spill_path = tempfile.mkstemp(prefix="lshdisk-sortedrun-", suffix=".dir",
                                                 dir=os.fspath(tmp_dir))
-        self._spill = os.fdopen(fd, "w+b")
+        self._spill = os.fdopen(fd, "w+b", buffering=0)  # unbuffered: every write is checked
         self._n_dir = 0
         self._runs = []
         self._in_run = False
@@ -466,7 +467,7 @@ class SortedRunWriter:
         entries = np.empty((n_pages, 2), dtype="<u4")
         entries[:, 0] = keys[starts] - self._run_key_min
         entries[:, 1] = keys[cuts[:n_pages] - 1] - self._run_key_min
-        self._spill.write(entries.tobytes())
+        write_all(self._spill.fileno(), entries.tobytes(), path=self._spill_path)
         self._n_dir += n_pages
         done = int(cuts[n_pages - 1])
         self._keys = keys[done:].copy()

@@ -10,7 +10,7 @@ import lshdisk
 from lshdisk.cli import main
 from lshdisk.evaluate import recall_at_k
 
-COMMANDS = ["build", "search", "groundtruth", "evaluate", "info", "demo"]
+COMMANDS = ["build", "search", "groundtruth", "evaluate", "info", "verify", "demo"]
 
 
 def _run(*args):
@@ -282,3 +282,68 @@ def test_cli_search_results_score_like_the_api(cli_files, clustered):
     D, _ = lshdisk.read_groundtruth(out, n_queries=20)
     gt_d, _ = lshdisk.read_groundtruth(gt, n_queries=20)
     assert recall_at_k(D, gt_d, 10) >= 0.8
+
+
+# --------------------------------------------------------------------------- issue 10 items
+
+def test_cli_evaluate_refuses_the_ground_truth_of_other_data(cli_files, clustered, tmp_path):
+    _, _, queries, index_dir, _, _ = cli_files
+    other = tmp_path / "other.gt"
+    D, I = lshdisk.compute_groundtruth(clustered.x[1500:3000], np.load(queries), 10)
+    lshdisk.write_groundtruth(other, D, I)
+    result = _run("evaluate", index_dir, queries, "--gt", other, "-k", "1,10")
+    _assert_clean_failure(result, "does not belong to these queries/this data")
+    result = _run("report", index_dir, "--queries", queries, "--gt", other, "-k", "1",
+                  "--device", "ssd")
+    _assert_clean_failure(result, "does not belong to these queries/this data")
+
+
+def test_cli_k_beyond_the_index_is_refused_before_searching(cli_files, tmp_path):
+    _, _, queries, index_dir, gt, _ = cli_files
+    result = _run("search", index_dir, queries, "-k", "1000000000", "--out", tmp_path / "r.gt")
+    assert result.exit_code == 2 and "exceeds the 1500 points" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "r.gt").exists()
+    result = _run("evaluate", index_dir, queries, "--gt", gt, "-k", "1,2000")
+    assert result.exit_code == 2 and "-k <= 1500" in result.output
+
+
+def test_cli_output_into_a_missing_directory_fails_first(cli_files, tmp_path):
+    _, base, queries, index_dir, _, _ = cli_files
+    for args in (["search", index_dir, queries], ["groundtruth", base, queries]):
+        result = _run(*args, "-k", "5", "--out", tmp_path / "missing" / "r.gt")
+        assert result.exit_code == 2 and "does not exist: create it first" in result.output
+
+
+@pytest.mark.parametrize("ks", ["1,,10", "1,", ",5"])
+def test_cli_k_list_with_an_empty_item_is_refused(cli_files, ks):
+    _, _, queries, index_dir, gt, _ = cli_files
+    result = _run("evaluate", index_dir, queries, "--gt", gt, "-k", ks)
+    assert result.exit_code == 2 and "comma-separated integers" in result.output
+
+
+def test_cli_query_options_have_one_spelling_everywhere(cli_files, tmp_path):
+    _, _, queries, index_dir, gt, _ = cli_files
+    out = tmp_path / "r.gt"
+    assert _run("search", index_dir, "--queries", queries, "-k", "3", "--out", out).exit_code == 0
+    result = _run("evaluate", index_dir, "--queries", queries, "--gt", gt, "-k", "1", "--json")
+    assert result.exit_code == 0, result.output
+    both = _run("search", index_dir, queries, "--queries", queries, "-k", "3", "--out", out)
+    assert both.exit_code == 2 and "give the query file once" in both.output
+    for fmt_opt in ("--query-format", "--format"):
+        result = _run("report", index_dir, "--queries", queries, fmt_opt, "npy", "--gt", gt,
+                      "-k", "1", "--device", "ssd")
+        assert result.exit_code == 0, result.output
+
+
+def test_cli_raw_queries_that_fit_two_layouts_say_which_was_assumed(cli_files, tmp_path):
+    _, _, queries, index_dir, _, _ = cli_files
+    raw = tmp_path / "q.raw"
+    np.load(queries).astype("<f4").tofile(raw)  # 20 float32 queries of d = 16 = 80 uint8 ones
+    result = _run("search", index_dir, raw, "--query-dtype", "uint8", "-k", "3", "--out",
+                  tmp_path / "r.gt")
+    assert result.exit_code == 0, result.output
+    assert "note: read" in result.stderr and "80 raw uint8 queries" in result.stderr
+    assert "20 float32" in result.stderr
+    quiet = _run("search", index_dir, raw, "--query-dtype", "float32", "-k", "3", "--out",
+                 tmp_path / "r.gt")
+    assert quiet.exit_code == 0 and "20 float32" not in quiet.stderr

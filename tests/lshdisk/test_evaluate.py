@@ -128,3 +128,33 @@ def test_evaluate_missing_results_at_zero_true_distance_are_infinite():
     gt = np.array([[0.0, 0.0], [1.0, 2.0]])  # query 0 has two exact duplicates in the data
     D = np.array([[np.inf, np.inf], [1.0, 2.0]])  # ... and the search returned nothing
     assert overall_ratio(D, gt, 2) == np.inf
+
+
+def test_evaluate_reports_progress_over_all_k(clustered, clustered_index_dir):
+    calls = []
+    with lshdisk.open(clustered_index_dir) as index:
+        evaluate(index, clustered.q[:4], clustered.gt_d[:4], [1, 5],
+                 progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(i, 8) for i in range(1, 9)]
+
+
+def test_evaluate_groundtruth_check_accepts_its_own_and_refuses_others(clustered,
+                                                                      clustered_index_dir):
+    from lshdisk.evaluate import check_groundtruth
+    q, gt_d, gt_i = clustered.q, clustered.gt_d.astype(np.float32), clustered.gt_i
+    with lshdisk.open(clustered_index_dir) as index:
+        check_groundtruth(index, q, gt_d, gt_i)
+        before = index.counter.snapshot()
+        cases = [
+            (q[:10], gt_d, gt_i, "it has 100 queries, the query file 10"),
+            (q, gt_d, np.where(gt_i == gt_i[3, 0], index.n, gt_i), f"names point {index.n}"),
+            (q, gt_d * np.float32(0.66), gt_i, "is at distance"),
+            (q[::-1].copy(), gt_d, gt_i, "is at distance"),  # the ground truth of other queries
+        ]
+        for queries, d, i, needle in cases:
+            with pytest.raises(lshdisk.GroundTruthMismatchError, match=needle) as info:
+                check_groundtruth(index, queries, d, i, label="gt.bin")
+            text = str(info.value)
+            assert text.startswith("gt.bin: this ground truth does not belong to these "
+                                   "queries/this data") and "\n" not in text
+        assert index.counter.snapshot() == before  # the index's own counters are untouched

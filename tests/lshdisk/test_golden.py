@@ -50,7 +50,7 @@ def test_golden_index_opens_with_its_parameters(golden_copy):
     assert (info["params"]["m"], info["params"]["l"]) == (EXPECTED["params"]["m"],
                                                           EXPECTED["params"]["l"])
     assert info["params"]["w"] == pytest.approx(EXPECTED["params"]["w"], rel=1e-12)
-    assert info["format_version"] == "1.0"
+    assert info["format_version"] == "1.1"
 
 
 def test_golden_index_answers_the_fixed_queries_the_same_way(golden_copy):

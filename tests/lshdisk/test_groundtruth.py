@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from lshdisk._kernels.bruteforce import topk_sqdist_update
 from lshdisk.datasets import open_source, read_groundtruth, read_queries
 from lshdisk.errors import DatasetError
-from lshdisk.groundtruth import compute_groundtruth
+from lshdisk.groundtruth import compute_groundtruth, write_groundtruth
+from storage.errors import NoSpaceError
 
 MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 
@@ -157,3 +158,13 @@ def test_mnist_groundtruth_matches_the_distributed_file():
     np.testing.assert_array_equal(ids[~tied], file_i[~tied])
     kth = np.sort(sq, axis=1)[:, :100]
     np.testing.assert_array_equal(ours_sq, kth)
+
+
+def test_groundtruth_write_on_a_full_device_names_the_file_and_leaves_nothing(tmp_path,
+                                                                            write_faults):
+    write_faults(at=0, fault="enospc")
+    target = tmp_path / "gt.bin"
+    with pytest.raises(NoSpaceError) as info:
+        write_groundtruth(target, np.ones((2, 3)), np.zeros((2, 3), dtype=np.int64))
+    assert str(target) in str(info.value) and "\n" not in str(info.value)
+    assert list(tmp_path.iterdir()) == []

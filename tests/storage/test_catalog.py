@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import stat
+import zlib
 
 import lmdb
 import numpy as np
@@ -35,6 +36,13 @@ def write_format_record(path, record):
             txn.delete(catalog_module._FORMAT_KEY)
         else:
             txn.put(catalog_module._FORMAT_KEY, json.dumps(record).encode())
+    env.close()
+
+
+def write_raw_format_record(path, raw):
+    env = lmdb.open(str(path), subdir=True)
+    with env.begin(write=True) as txn:
+        txn.put(catalog_module._FORMAT_KEY, raw)
     env.close()
 
 
@@ -100,7 +108,9 @@ def test_catalog_array_value_is_header_and_little_endian_bytes(cat_dir):
     array = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int32)
     with Catalog.create(cat_dir) as cat:
         cat.put_array("x", array)
-    raw = all_raw_items(cat_dir)[b"a/x"]
+    stored = all_raw_items(cat_dir)[b"a/x"]
+    raw = stored[4:]  # after the checksum of key + body
+    assert stored[:4] == zlib.crc32(b"a/x" + raw).to_bytes(4, "little")
     (header_len,) = np.frombuffer(raw[:4], dtype="<u4")
     header = json.loads(raw[4 : 4 + header_len])
     assert header == {"dtype": "<i4", "shape": [2, 3]}
@@ -128,7 +138,8 @@ def test_catalog_same_puts_give_identical_bytes(tmp_path):
             cat.put_array("v", np.arange(6, dtype=np.float32))
     one, two = all_raw_items(tmp_path / "one"), all_raw_items(tmp_path / "two")
     assert one == two
-    assert one[b"j/params"] == json.dumps(PARAMS, sort_keys=True, separators=(",", ":")).encode()
+    body = json.dumps(PARAMS, sort_keys=True, separators=(",", ":")).encode()
+    assert one[b"j/params"] == zlib.crc32(b"j/params" + body).to_bytes(4, "little") + body
 
 
 def test_catalog_put_replaces_the_other_kind(cat_dir):
@@ -216,18 +227,20 @@ def test_catalog_open_rejects_what_is_not_a_catalog(tmp_path):
 
 def test_catalog_unknown_major_version_is_refused(cat_dir):
     Catalog.create(cat_dir).close()
-    write_format_record(cat_dir, {"format": CATALOG_FORMAT, "version": [2, 0]})
-    for readonly in (True, False):
-        with pytest.raises(UnsupportedVersionError, match="2.0"):
-            Catalog.open(cat_dir, readonly=readonly)
+    for version in ([CATALOG_VERSION[0] + 1, 0], [1, 0]):  # a later major; 1.0 had no checksums
+        write_format_record(cat_dir, {"format": CATALOG_FORMAT, "version": version})
+        for readonly in (True, False):
+            with pytest.raises(UnsupportedVersionError, match=f"{version[0]}.0"):
+                Catalog.open(cat_dir, readonly=readonly)
 
 
 def test_catalog_newer_minor_version_opens_read_only(cat_dir):
     with Catalog.create(cat_dir) as cat:
         cat.put_json("params", PARAMS)
-    write_format_record(cat_dir, {"format": CATALOG_FORMAT, "version": [1, 7]})
+    newer = (CATALOG_VERSION[0], CATALOG_VERSION[1] + 7)
+    write_raw_format_record(cat_dir, catalog_module.format_record(newer))
     with Catalog.open(cat_dir, readonly=False) as cat:
-        assert cat.readonly and cat.version == (1, 7)
+        assert cat.readonly and cat.version == newer
         assert cat.get_json("params") == PARAMS
         with pytest.raises(ReadOnlyError):
             cat.put_json("params", {})

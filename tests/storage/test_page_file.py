@@ -1,5 +1,6 @@
 """Tests of storage.page_file: layout, round trips, and every way a file can be refused."""
 
+import hashlib
 import os
 import struct
 import zlib
@@ -113,7 +114,10 @@ def test_page_file_header_page_bytes_follow_the_format_table(tmp_path):
     assert raw[0:8] == MAGIC == b"LSHDPAGE"
     assert struct.unpack_from("<HHIQ", raw, 8) == (FORMAT_MAJOR, FORMAT_MINOR, 512, 3)
     assert raw[24:40] == b"btree" + b"\0" * 11
-    assert raw[40:64] == b"\0" * 24  # reserved
+    assert raw[40:56] == b"\0" * 16  # build id, not stamped yet
+    data = path.read_bytes()
+    crcs = b"".join(data[p * 512 + 508:(p + 1) * 512] for p in (1, 2))
+    assert raw[56:64] == hashlib.blake2b(crcs, digest_size=8).digest()  # content digest
     assert struct.unpack_from("<I", raw, 64) == (5,)
     assert raw[68:73] == b"\x01app\xff"
     assert raw[73:504] == b"\0" * (504 - 73)
@@ -196,7 +200,7 @@ def test_page_file_unknown_major_version_is_refused_but_newer_minor_opens(tmp_pa
     original = path.read_bytes()
     rewrite_header(path, 512, major=2)
     assert path.read_bytes()[:8] == MAGIC  # still ours
-    with pytest.raises(UnsupportedVersionError, match=r"format 2\.0") as info:
+    with pytest.raises(UnsupportedVersionError, match=rf"format 2\.{FORMAT_MINOR}") as info:
         PageFile.open(path)
     assert isinstance(info.value, StorageError) and not isinstance(info.value, NotAPageFileError)
 
