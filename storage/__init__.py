@@ -9,7 +9,7 @@ from .catalog import CATALOG_FORMAT, CATALOG_VERSION, Catalog
 from .errors import (ClosedFileError, CorruptPageError, NotACatalogError, NotAPageFileError,
                      ReadOnlyError, StorageError, UnsupportedVersionError)
 from .extsort import ExternalSorter, float32_to_ordered_u32, ordered_u32_to_float32
-from .iostats import IOCounter, IOStats
+from .iostats import CACHE_HIT, DEVICE_READ, IOCounter, IOStats
 from .page_file import PageFile
 from .sorted_run import SortedRunWriter, read_directory
 
@@ -17,6 +17,7 @@ __all__ = [
     "BPlusTree", "BulkLoader", "Cursor", "TreeInfo", "id_bits_for", "inner_capacity",
     "leaf_capacity", "BufferPool", "ClosedFileError", "CorruptPageError", "NotAPageFileError",
     "ReadOnlyError", "StorageError", "UnsupportedVersionError", "IOCounter", "IOStats", "PageFile",
+    "DEVICE_READ", "CACHE_HIT",
     "Catalog", "CATALOG_FORMAT", "CATALOG_VERSION", "NotACatalogError", "ExternalSorter",
     "float32_to_ordered_u32", "ordered_u32_to_float32", "SortedRunWriter", "read_directory",
 ]
