@@ -1,9 +1,11 @@
 """Reading many runs of pages with one compiled call: ``pread`` from libc, called from numba.
 
-:meth:`storage.page_file.PageFile.read_runs_into` reads the runs a search plans (hundreds per
-query, two or three pages each). From Python each run costs a loop step, a buffer slice and
-an ``os.preadv`` call on top of the system call itself; here one kernel loops over the runs
-and calls libc's ``pread`` directly. The bytes read and the checks made are the same: this
+Every device read of a :class:`storage.page_file.PageFile` goes through :func:`pread_runs`
+(its read methods are wrappers over one primitive): a single page, one scanned run, or the
+runs a search plans (hundreds per query, two or three pages each, by
+:meth:`~storage.page_file.PageFile.read_runs_into`). From Python each run costs a loop step,
+a buffer slice and an ``os.preadv`` call on top of the system call itself; here one kernel
+loops over the runs and calls libc's ``pread`` directly. The bytes read and the checks made are the same: this
 module only reads; the caller verifies every page's trailer and counts the I/O.
 
 libc's ``pread`` is looked up through ctypes on first use (nothing happens at import). Its

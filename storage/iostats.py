@@ -5,11 +5,23 @@ An index's files are taken to sit on one device with one head. A page read is
 index's files (same file, next page number); every other read, the first one included, is
 a *seek*. Reads served by the buffer pool touch no device and are counted as cache hits
 only. The counts depend on the index and the query alone, never on the machine.
+
+Observing I/O: an :class:`IOCounter` may carry a *trace sink*, a callable that receives every
+counted page access as it is counted, ``sink(file_id, first_page, n_pages, access)``, with
+``access`` :data:`DEVICE_READ` (``n_pages`` consecutive pages read from the device in one
+pass) or :data:`CACHE_HIT` (one page served by the buffer pool). :meth:`IOCounter.file_path`
+maps a file id to the path of its page file. Tools that need a query's page trace (the
+cost-model validation's read-ahead simulation) set a sink; nothing wraps the read methods.
 """
 
 from dataclasses import dataclass, fields
 
-__all__ = ["IOStats", "IOCounter"]
+__all__ = ["IOStats", "IOCounter", "DEVICE_READ", "CACHE_HIT"]
+
+#: ``access`` of a trace-sink call for pages read from the device.
+DEVICE_READ = "device"
+#: ``access`` of a trace-sink call for a page served by the buffer pool.
+CACHE_HIT = "cache"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,14 +66,21 @@ class IOStats:
 class IOCounter:
     """The mutable counter shared by all page files of one index (one disk head).
 
-    Page files call :meth:`record_read` / :meth:`record_write` where a page is read or
-    written; :meth:`snapshot` returns an immutable :class:`IOStats`.
+    Page files call :meth:`record_runs` where pages are read from the device and
+    :meth:`record_hit` where the buffer pool serves one (:meth:`record_read` and
+    :meth:`record_run` count one page or one run the same way); :meth:`snapshot` returns an
+    immutable :class:`IOStats`.
+
+    Parameters
+    ----------
+    trace : callable, optional
+        The trace sink (see :meth:`set_trace`); ``None``, the default, traces nothing.
     """
 
     __slots__ = ("page_reads", "seeks", "bytes_read", "page_writes", "bytes_written",
-                 "cache_hits", "_head_file", "_head_page", "_next_file_id")
+                 "cache_hits", "_head_file", "_head_page", "_next_file_id", "_paths", "_trace")
 
-    def __init__(self):
+    def __init__(self, *, trace=None):
         self.page_reads = 0
         self.seeks = 0
         self.bytes_read = 0
@@ -71,11 +90,58 @@ class IOCounter:
         self._head_file = -1
         self._head_page = -2
         self._next_file_id = 0
+        self._paths = {}
+        self._trace = None
+        self.set_trace(trace)
 
-    def register_file(self):
-        """Return a new file id for a page file that shares this counter."""
+    def register_file(self, path=None):
+        """Return a new file id for a page file that shares this counter.
+
+        Parameters
+        ----------
+        path : str, optional
+            The page file's path, returned by :meth:`file_path` for the new id.
+        """
         self._next_file_id += 1
+        self._paths[self._next_file_id] = path
         return self._next_file_id
+
+    def file_path(self, file_id):
+        """The path registered with ``file_id`` (``None`` if it was registered without one).
+
+        Raises
+        ------
+        KeyError
+            If ``file_id`` was not returned by this counter's :meth:`register_file`.
+        """
+        return self._paths[file_id]
+
+    def set_trace(self, sink):
+        """Send every counted page access to ``sink`` from now on; ``None`` stops tracing.
+
+        Parameters
+        ----------
+        sink : callable or None
+            Called as ``sink(file_id, first_page, n_pages, access)`` (all int but ``access``,
+            :data:`DEVICE_READ` or :data:`CACHE_HIT`) after the access is counted, in the
+            order of the accesses, on the thread that made it. A device read of ``n_pages``
+            consecutive pages in one pass is one call; each buffer-pool hit is one call with
+            ``n_pages = 1``. Exceptions from the sink propagate to the reader.
+
+        Returns
+        -------
+        callable or None
+            The sink set before.
+
+        Raises
+        ------
+        TypeError
+            If ``sink`` is neither callable nor ``None``.
+        """
+        if sink is not None and not callable(sink):
+            raise TypeError(f"trace sink must be callable or None, got {type(sink).__name__}")
+        previous, self._trace = self._trace, sink
+        return previous
 
     def record_read(self, file_id, page_no, n_bytes):
         """Count one page read from the device at ``(file_id, page_no)``."""
@@ -85,6 +151,8 @@ class IOCounter:
             self.seeks += 1
         self._head_file = file_id
         self._head_page = page_no
+        if self._trace is not None:
+            self._trace(file_id, page_no, 1, DEVICE_READ)
 
     def record_run(self, file_id, first_page, n_pages, n_bytes):
         """Count ``n_pages`` consecutive pages read in one pass, starting at ``first_page``."""
@@ -96,11 +164,14 @@ class IOCounter:
             self.seeks += 1
         self._head_file = file_id
         self._head_page = first_page + n_pages - 1
+        if self._trace is not None:
+            self._trace(file_id, first_page, n_pages, DEVICE_READ)
 
     def record_runs(self, file_id, first_pages, n_pages, page_size):
         """Count runs of consecutive pages read one after another, as :meth:`record_run` each.
 
-        ``first_pages`` and ``n_pages`` are lists of int (``n_pages`` entries >= 1).
+        ``first_pages`` and ``n_pages`` are lists of int (``n_pages`` entries >= 1). The trace
+        sink, if any, gets one call per run.
         """
         head_file, head_page = self._head_file, self._head_page
         seeks = 0
@@ -114,11 +185,17 @@ class IOCounter:
         self.bytes_read += total * page_size
         self.seeks += seeks
         self._head_file, self._head_page = head_file, head_page
+        trace = self._trace
+        if trace is not None:
+            for first, count in zip(first_pages, n_pages):
+                trace(file_id, first, count, DEVICE_READ)
 
-    def record_hit(self):
-        """Count one page access served by the buffer pool (no device access)."""
+    def record_hit(self, file_id=None, page_no=None):
+        """Count one page access served by the buffer pool (no device access); ``file_id`` and
+        ``page_no`` name the page for the trace sink (``None`` if not given)."""
         self.cache_hits += 1
-
+        if self._trace is not None:
+            self._trace(file_id, page_no, 1, CACHE_HIT)
     def record_write(self, n_pages, n_bytes):
         """Count pages written."""
         self.page_writes += n_pages

@@ -6,11 +6,16 @@ opened read-only for queries (:meth:`PageFile.open`). Every page read verifies t
 CRC32 and page number and is counted in the shared :class:`storage.iostats.IOCounter`
 unless the :class:`storage.buffer_pool.BufferPool` serves it.
 
-Pages are read with ``os.pread``/``os.preadv``, except by :meth:`PageFile.read_runs_into`,
-which reads many runs in one compiled loop calling libc's ``pread`` and checks their trailers
-there, CRC32 included (see :mod:`storage._run_reader`; ``os.preadv`` and Python CRC checks
-where the C functions cannot be called). Either way one run is one system call, every page
-is checked, and the bytes read and the counts are the same.
+The four read methods (:meth:`PageFile.read_page`, :meth:`PageFile.read_page_into`,
+:meth:`PageFile.read_run`, :meth:`PageFile.read_runs_into`) are thin wrappers over one
+primitive, ``PageFile._read``: runs of pages into the rows of a buffer. It alone decides the
+buffer-pool rule (single pages and planned runs go through the pool, page by page, when it has
+a capacity; a scan by ``read_run`` bypasses it), and every device read is verified and counted
+in one place (``IOCounter.record_runs``; pool hits by ``IOCounter.record_hit``), where the
+counter's trace sink, if any, sees it. Runs are read in one compiled loop calling libc's
+``pread`` and their trailers checked there, CRC32 included (see :mod:`storage._run_reader`;
+``os.preadv`` and Python CRC checks where the C functions cannot be called). Either way one run
+is one system call, every page is checked, and the bytes read and the counts are the same.
 """
 
 import hashlib
@@ -41,6 +46,15 @@ _U32 = struct.Struct("<I")
 _TRAILER = struct.Struct("<II")  # page number, CRC32
 _U32_LE = np.dtype("<u4")
 _WRITE_BUFFER_BYTES = 4 << 20
+_ONE_PAGE = np.ones(1, dtype=np.int64)  # n_pages of a one-page read
+_ONE_PAGE.flags.writeable = False
+_NO_RUNS = np.empty(0, dtype=np.int64)
+_NO_RUNS.flags.writeable = False
+
+
+def _pages(first, count):
+    """``"page 5 is"`` or ``"pages 5..7 are"``, for error messages."""
+    return f"page {first} is" if count == 1 else f"pages {first}..{first + count - 1} are"
 
 
 class PageFile:
@@ -84,7 +98,7 @@ class PageFile:
         self.app_header = app_header
         self.counter = counter if counter is not None else IOCounter()
         self.buffer_pool = buffer_pool if buffer_pool is not None else BufferPool(0)
-        self.file_id = self.counter.register_file()
+        self.file_id = self.counter.register_file(self.path)
         self._pending = []
         self._pending_bytes = 0
         self._flushed_pages = page_count
@@ -343,13 +357,20 @@ class PageFile:
             raise CorruptPageError(f"{self.path}: page {page_no} holds the content of page "
                                    f"{stored_no}: the file is damaged; rebuild the index")
 
+    # Every read below is a thin wrapper over _read, the one primitive: it decides the
+    # buffer-pool rule, and every device read is verified and counted in _read_device.
+
     def read_page(self, page_no):
         """Read and verify one page; one counted page read unless the buffer pool has it.
+
+        Parameters
+        ----------
+        page_no : int
 
         Returns
         -------
         ndarray of uint8, shape (payload_size,)
-            The payload, read-only.
+            The payload, read-only (a copy of the pool's on a buffer-pool hit).
 
         Raises
         ------
@@ -357,21 +378,17 @@ class PageFile:
             If ``page_no`` is outside the file.
         CorruptPageError
             If the page fails its checks.
+        ClosedFileError
+            If the file is closed.
+
+        Notes
+        -----
+        Disk access: one ``pread`` of ``page_size`` bytes, none on a buffer-pool hit.
         """
-        if self._fd is None:
-            raise ClosedFileError(f"{self.path} is closed")
-        if not 0 <= page_no < self._flushed_pages:
-            raise IndexError(f"page {page_no} is outside {self.path} ({self._flushed_pages} pages)")
-        key = (self.file_id, page_no)
-        cached = self.buffer_pool.get(key)
-        if cached is not None:
-            self.counter.record_hit()
-            return cached
-        page = os.pread(self._fd, self.page_size, page_no * self.page_size)
-        self._verify(page, page_no)
-        self.counter.record_read(self.file_id, page_no, self.page_size)
-        payload = np.frombuffer(page, dtype=np.uint8, count=self.payload_size)
-        self.buffer_pool.put(key, payload)
+        out = np.empty((1, self.page_size), dtype=np.uint8)
+        self._read(np.array([page_no], dtype=np.int64), _ONE_PAGE, out, True)
+        payload = out[0, : self.payload_size]
+        payload.flags.writeable = False
         return payload
 
     def read_page_into(self, page_no, out):
@@ -389,65 +406,56 @@ class PageFile:
 
         Raises
         ------
+        ValueError
+            ``out`` is not a C-contiguous array of ``page_size`` bytes.
         IndexError, CorruptPageError, ClosedFileError
             As :meth:`read_page`.
+
+        Notes
+        -----
+        Disk access: one ``pread`` of ``page_size`` bytes, none on a buffer-pool hit.
         """
-        fd = self._fd
-        if fd is None:
-            raise ClosedFileError(f"{self.path} is closed")
-        if not 0 <= page_no < self._flushed_pages:
-            raise IndexError(f"page {page_no} is outside {self.path} ({self._flushed_pages} pages)")
-        pool = self.buffer_pool
-        if pool.capacity_bytes:
-            cached = pool.get((self.file_id, page_no))
-            if cached is not None:
-                out[: self.payload_size] = cached
-                self.counter.record_hit()
-                return
-        ps = self.page_size
-        got = os.preadv(fd, [out], page_no * ps)
-        if got != ps:
-            raise CorruptPageError(f"{self.path}: page {page_no} is short ({got} of {ps} bytes)")
-        # The checks of _verify, inlined on this hot path; _verify words the error.
-        stored_no, stored_crc = _TRAILER.unpack_from(out, ps - 8)
-        if stored_no != page_no or crc32(out[: ps - 4]) != stored_crc:
-            self._verify(out, page_no)
-        self.counter.record_read(self.file_id, page_no, ps)
-        if pool.capacity_bytes:
-            cached = out[: self.payload_size].copy()
-            cached.flags.writeable = False
-            pool.put((self.file_id, page_no), cached)
+        self._read(np.array([page_no], dtype=np.int64), _ONE_PAGE, out[np.newaxis], True)
 
     def read_run(self, first_page, n_pages):
         """Read ``n_pages`` consecutive pages with one ``pread``; counted as one seek at most.
 
         The buffer pool is bypassed (a run is a scan, which must not flush the pool).
 
+        Parameters
+        ----------
+        first_page, n_pages : int
+            ``n_pages >= 0``; an empty run reads and counts nothing.
+
         Returns
         -------
         ndarray of uint8, shape (n_pages, payload_size)
             Read-only payloads.
+
+        Raises
+        ------
+        IndexError
+            If the run lies outside the file or ``n_pages < 0``.
+        CorruptPageError, ClosedFileError
+            As :meth:`read_page`.
+
+        Notes
+        -----
+        Disk access: one ``pread`` of ``n_pages * page_size`` bytes.
         """
-        if self._fd is None:
-            raise ClosedFileError(f"{self.path} is closed")
-        if n_pages < 0 or first_page < 0 or first_page + n_pages > self._flushed_pages:
-            raise IndexError(f"pages {first_page}..{first_page + n_pages - 1} are outside "
-                             f"{self.path} ({self._flushed_pages} pages)")
-        ps = self.page_size
-        data = os.pread(self._fd, ps * n_pages, first_page * ps)
-        if len(data) != ps * n_pages:
-            raise CorruptPageError(f"{self.path}: pages {first_page}..{first_page + n_pages - 1} "
-                                   f"are short ({len(data)} of {ps * n_pages} bytes)")
-        view = memoryview(data)
-        unpack = _TRAILER.unpack_from
-        for i in range(n_pages):  # the checks of _verify, inlined; _verify words the error
-            off = i * ps
-            stored_no, stored_crc = unpack(data, off + ps - 8)
-            if stored_no != first_page + i or crc32(view[off:off + ps - 4]) != stored_crc:
-                self._verify(view[off:off + ps], first_page + i)
-        self.counter.record_run(self.file_id, first_page, n_pages, ps * n_pages)
-        pages = np.frombuffer(data, dtype=np.uint8).reshape(n_pages, ps)
-        return pages[:, : self.payload_size]
+        if n_pages == 0:  # nothing to read, but the position must still lie in the file
+            firsts = counts = _NO_RUNS
+            if not 0 <= first_page <= self._flushed_pages:
+                raise IndexError(f"page {first_page} is outside {self.path} "
+                                 f"({self._flushed_pages} pages)")
+        else:
+            firsts = np.array([first_page], dtype=np.int64)
+            counts = np.array([n_pages], dtype=np.int64)
+        out = np.empty((max(n_pages, 0), self.page_size), dtype=np.uint8)
+        self._read(firsts, counts, out, False)
+        pages = out[:, : self.payload_size]
+        pages.flags.writeable = False
+        return pages
 
     def read_runs_into(self, first_pages, n_pages, out):
         """Read several runs of consecutive pages, in the order given, into the rows of ``out``.
@@ -457,8 +465,8 @@ class PageFile:
         :mod:`storage._run_reader`); each page is verified and counted as :meth:`read_run`
         counts (a run is one seek at most, none if it starts right after the previous read).
         Scans that plan many short runs at once use this: one call instead of one per page.
-        With a buffer pool, pages are taken page by page through :meth:`read_page_into`
-        (pool hits are not device reads).
+        With a buffer pool, pages are taken page by page, as :meth:`read_page_into` takes
+        them (pool hits are not device reads).
 
         Parameters
         ----------
@@ -475,30 +483,64 @@ class PageFile:
             A run has no pages or lies outside the file. Nothing is read.
         CorruptPageError, OSError, ClosedFileError
             As :meth:`read_page`. Pages of runs before the failing one stay read and counted.
+
+        Notes
+        -----
+        Disk access: one ``pread`` per run of ``n_pages[r] * page_size`` bytes; with a buffer
+        pool, one ``pread`` of ``page_size`` bytes per page the pool does not hold.
         """
-        fd = self._fd
-        if fd is None:
-            raise ClosedFileError(f"{self.path} is closed")
-        ps = self.page_size
-        if out.ndim != 2 or out.shape[1] != ps or not out.flags.c_contiguous:
-            raise ValueError(f"out must be a C-contiguous (rows, {ps}) uint8 array")
-        if self.buffer_pool.capacity_bytes:
-            row = 0
-            for first, count in zip(first_pages, n_pages):
-                for i in range(int(count)):
-                    self.read_page_into(int(first) + i, out[row])
-                    row += 1
-            return
         firsts = np.asarray(first_pages, dtype=np.int64)
         counts = np.asarray(n_pages, dtype=np.int64)
         if firsts.ndim != 1 or firsts.shape != counts.shape:
             raise ValueError(f"first_pages and n_pages must be 1-D and of one length, got shapes "
                              f"{firsts.shape} and {counts.shape}")
-        self._read_runs_device(firsts, counts, out)
+        self._read(firsts, counts, out, True)
 
-    def _read_runs_device(self, firsts, counts, out):
-        """The device reads of :meth:`read_runs_into` (no buffer pool): runs ``firsts``,
-        ``counts`` (int64 (r,)) into the rows of ``out``, verified and counted."""
+    def _read(self, firsts, counts, out, pooled):
+        """The read primitive: runs ``firsts``, ``counts`` (int64 (r,)) into the rows of ``out``.
+
+        The buffer-pool rule, decided here only: if ``pooled`` (every read but a scan by
+        :meth:`read_run`) and the pool has a nonzero capacity, pages are taken one by one
+        from the pool (:meth:`_read_pooled`); otherwise the runs are read from the device
+        (:meth:`_read_device`) and the pool is neither asked nor filled.
+        """
+        if self._fd is None:
+            raise ClosedFileError(f"{self.path} is closed")
+        if out.ndim != 2 or out.shape[1] != self.page_size or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous (rows, {self.page_size}) uint8 array")
+        if pooled and self.buffer_pool.capacity_bytes:
+            self._read_pooled(firsts, counts, out)
+        else:
+            self._read_device(firsts, counts, out)
+
+    def _read_pooled(self, firsts, counts, out):
+        """The pages of the runs one by one: a page the buffer pool holds is copied into its
+        row (the payload only) and counted as a cache hit; any other is read from the device
+        (:meth:`_read_device`) and a read-only copy of its payload is put in the pool."""
+        fl, nl = firsts.tolist(), counts.tolist()
+        self._refuse(*self._plan_rows(fl, nl, out.shape[0]), fl, nl, out.shape[0])
+        pool, counter, file_id, n = self.buffer_pool, self.counter, self.file_id, self.payload_size
+        row = 0
+        for first, count in zip(fl, nl):
+            for page_no in range(first, first + count):
+                key = (file_id, page_no)
+                cached = pool.get(key)
+                if cached is not None:
+                    out[row, :n] = cached
+                    counter.record_hit(file_id, page_no)
+                else:
+                    self._read_device(np.array([page_no], dtype=np.int64), _ONE_PAGE,
+                                      out[row:row + 1])
+                    payload = out[row, :n].copy()
+                    payload.flags.writeable = False
+                    pool.put(key, payload)
+                row += 1
+
+    def _read_device(self, firsts, counts, out):
+        """Read runs ``firsts``, ``counts`` (int64 (r,)) from the device into the rows of
+        ``out``, one ``pread`` per run, verify every page and count the runs: the only place
+        where device reads are counted, but for the reads a compiled scan made itself
+        (:meth:`raw_reader`, counted by :meth:`count_runs`)."""
         fd, ps = self._fd, self.page_size
         pread, crc = libc_pread(), zlib_ng_crc32() or 0
         if pread is not None:
@@ -507,12 +549,10 @@ class PageFile:
         else:
             status, n_read, rows = self._preadv_runs(firsts, counts, out)
             verified = verified_runs(out, firsts, counts, n_read, crc)
-        if status == BAD_RUN:
-            first, count = int(firsts[n_read]), int(counts[n_read])
-            raise IndexError(f"pages {first}..{first + count - 1} are outside {self.path} "
-                             f"({self._flushed_pages} pages)")
-        if status == TOO_FEW_ROWS:
-            raise ValueError(f"out has {out.shape[0]} rows, too few for the runs ({rows} pages)")
+        if status == READ_ALL and verified == n_read and crc:  # all read and checked: count
+            self.counter.record_runs(self.file_id, firsts.tolist(), counts.tolist(), ps)
+            return
+        self._refuse(status, n_read, rows, firsts, counts, out.shape[0])
         fl, nl = firsts[:n_read].tolist(), counts[:n_read].tolist()
         n_good = verified if crc else min(verified, self._crc_good_runs(out, nl))
         self.counter.record_runs(self.file_id, fl[:n_good], nl[:n_good], ps)
@@ -525,21 +565,40 @@ class PageFile:
             first, count = int(firsts[n_read]), int(counts[n_read])
             got = os.preadv(fd, [memoryview(out[row:row + count]).cast("B")], first * ps)
             if got != count * ps:
-                raise CorruptPageError(f"{self.path}: pages {first}..{first + count - 1} are "
-                                       f"short ({got} of {count * ps} bytes)")
-            self._read_runs_device(firsts[n_read:], counts[n_read:], out[row:])  # read this time
+                raise CorruptPageError(f"{self.path}: {_pages(first, count)} short ({got} of "
+                                       f"{count * ps} bytes)")
+            self._read_device(firsts[n_read:], counts[n_read:], out[row:])  # read this time
 
-    def _preadv_runs(self, firsts, counts, out):
-        """:func:`storage._run_reader.pread_runs` with ``os.preadv``, where libc's ``pread``
-        cannot be called."""
-        ps, flushed = self.page_size, self._flushed_pages
-        fl, nl = firsts.tolist(), counts.tolist()
+    def _plan_rows(self, fl, nl, n_rows):
+        """(status, run, rows) of runs ``fl``, ``nl`` (lists of int) for ``n_rows`` rows, as
+        :func:`storage._run_reader.pread_runs` judges them before reading: READ_ALL, BAD_RUN
+        (run ``run`` is empty or lies outside the file) or TOO_FEW_ROWS (``rows`` pages)."""
+        flushed = self._flushed_pages
         for r, (first, count) in enumerate(zip(fl, nl)):
             if count < 1 or first < 0 or first + count > flushed:
                 return BAD_RUN, r, 0
         rows = sum(nl)
-        if rows > out.shape[0]:
+        if rows > n_rows:
             return TOO_FEW_ROWS, 0, rows
+        return READ_ALL, len(fl), rows
+
+    def _refuse(self, status, run, rows, firsts, counts, n_rows):
+        """Raise the error of a BAD_RUN or TOO_FEW_ROWS status (nothing was read)."""
+        if status == BAD_RUN:
+            first, count = int(firsts[run]), int(counts[run])
+            raise IndexError(f"{_pages(first, count)} outside {self.path} "
+                             f"({self._flushed_pages} pages)")
+        if status == TOO_FEW_ROWS:
+            raise ValueError(f"out has {n_rows} rows, too few for the runs ({rows} pages)")
+
+    def _preadv_runs(self, firsts, counts, out):
+        """:func:`storage._run_reader.pread_runs` with ``os.preadv``, where libc's ``pread``
+        cannot be called."""
+        ps = self.page_size
+        fl, nl = firsts.tolist(), counts.tolist()
+        status, run, rows = self._plan_rows(fl, nl, out.shape[0])
+        if status != READ_ALL or rows == 0:  # (a view of no rows cannot be cast)
+            return status, run, rows
         view = memoryview(out).cast("B")
         off = 0
         for r, (first, count) in enumerate(zip(fl, nl)):

@@ -21,8 +21,8 @@ Usage: python tools/validate_cost_model.py [--work DIR] [--data ../shared/data/m
    *study*: ``seeks * seek_ms + MB / read_mb_per_ms + algorithm_ms`` (Jafari & Nagarkar 2021,
    Section 4.2) on the index's own counts; *read-ahead*: the same formula on the device
    requests and bytes that Linux read-ahead makes of the query's page-access trace
-   (``cost_model.readahead_io``; the trace is recorded by wrapping ``storage.PageFile``'s
-   read methods in this script only).
+   (``cost_model.readahead_io``; the trace is every device read the index's counter counts,
+   recorded by a trace sink on it, ``storage.IOCounter.set_trace``).
 5. Prints, per dataset and algorithm, the median and 90th percentile of
    |predicted - measured| / measured, the signed median, and the measured device requests and
    bytes (``/sys/block/<dev>/stat``, system-wide, and ``/proc/self/io``) beside the counted and
@@ -45,7 +45,7 @@ import lshdisk
 from cost_model import load_profile, query_cost, readahead_io
 from lshdisk.calibrate import measure
 from lshdisk.synthetic import clustered_chunks, write_clustered
-from storage.page_file import PageFile
+from storage.iostats import DEVICE_READ
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data", "mnist"))
@@ -53,36 +53,16 @@ DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data",
 
 # ----------------------------------------------------------------------------- trace capture
 class _Tracer:
-    """Records every counted page read of the open indexes: (file path, first page, pages)."""
+    """A trace sink for an index's counter: keeps its device reads as (file path, first page,
+    pages), the trace ``cost_model.readahead_io`` takes."""
 
-    def __init__(self):
-        self.on = False
+    def __init__(self, counter):
         self.trace = []
-        self._orig = {name: getattr(PageFile, name)
-                      for name in ("read_page", "read_page_into", "read_run")}
-        tracer = self
+        self._path = counter.file_path
 
-        def read_page(pf, page_no):
-            if tracer.on:
-                tracer.trace.append((pf.path, page_no, 1))
-            return tracer._orig["read_page"](pf, page_no)
-
-        def read_page_into(pf, page_no, out):
-            if tracer.on:
-                tracer.trace.append((pf.path, page_no, 1))
-            return tracer._orig["read_page_into"](pf, page_no, out)
-
-        def read_run(pf, first_page, n_pages):
-            if tracer.on and n_pages > 0:
-                tracer.trace.append((pf.path, first_page, n_pages))
-            return tracer._orig["read_run"](pf, first_page, n_pages)
-
-        PageFile.read_page, PageFile.read_page_into, PageFile.read_run = (
-            read_page, read_page_into, read_run)
-
-    def restore(self):
-        for name, fn in self._orig.items():
-            setattr(PageFile, name, fn)
+    def __call__(self, file_id, first_page, n_pages, access):
+        if access == DEVICE_READ:
+            self.trace.append((self._path(file_id), first_page, n_pages))
 
 
 # ----------------------------------------------------------------------------- device counters
@@ -117,11 +97,12 @@ def _index_files(index):
     return [os.path.join(index.path, name) for name in sorted(index.info()["files"])]
 
 
-def _validate_index(index, queries, k, profile, tracer, stat_path):
+def _validate_index(index, queries, k, profile, stat_path):
     """Per-query rows: measured wall ms, counts, device counters, predictions."""
     paths = _index_files(index)
     fds = [os.open(p, os.O_RDONLY) for p in paths]
     file_pages = {p: os.path.getsize(p) // index.meta["page_size"] for p in paths}
+    tracer = _Tracer(index.counter)
     rows = []
     try:
         for fd in fds:
@@ -131,15 +112,19 @@ def _validate_index(index, queries, k, profile, tracer, stat_path):
             q = queries[i:i + 1]
             for fd in fds:
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            tracer.trace.clear()
-            tracer.on = True
+            tracer.trace = []
+            index.counter.set_trace(tracer)
             dev0, pio0 = _device_reads(stat_path), _process_read_bytes()
             t0 = time.perf_counter()
             _, _, cold = index.search(q, k, return_stats=True)
             wall_ms = (time.perf_counter() - t0) * 1e3
             dev1, pio1 = _device_reads(stat_path), _process_read_bytes()
-            tracer.on = False
-            trace = list(tracer.trace)
+            index.counter.set_trace(None)
+            trace = tracer.trace
+            traced = sum(n for _, _, n in trace)
+            if traced != int(cold.page_reads[0]):
+                raise RuntimeError(f"query {i}: the trace holds {traced} pages but the search "
+                                   f"counted {int(cold.page_reads[0])}")
             _, _, warm = index.search(q, k, return_stats=True)  # pages now cached: CPU only
             alg_ms = float(warm.cpu_seconds[0]) * 1e3
             ra = readahead_io(trace, file_pages, page_size_bytes=index.meta["page_size"],
@@ -157,6 +142,7 @@ def _validate_index(index, queries, k, profile, tracer, stat_path):
                 "study_ms": study["qpt_ms"], "readahead_ms": model_ra["qpt_ms"],
             })
     finally:
+        index.counter.set_trace(None)
         for fd in fds:
             os.close(fd)
     return rows
@@ -219,7 +205,6 @@ def main(argv=None):
     work = tempfile.mkdtemp(prefix="lshdisk-validate-", dir="/tmp") if own_work else args.work
     os.makedirs(work, exist_ok=True)
     started = time.perf_counter()
-    tracer = _Tracer()
     all_rows = []
     try:
         fixed = load_profile(args.profile) if args.profile else None
@@ -276,7 +261,7 @@ def main(argv=None):
                         f"{f} {v['bytes'] / 2**20:.1f} MiB" for f, v in sorted(sizes.items()))
                         + "; buffer pool 0 B; page cache evicted before every query")
                     profile = current_profile()
-                    rows = _validate_index(index, q, args.k, profile, tracer, stat_path)
+                    rows = _validate_index(index, q, args.k, profile, stat_path)
                 for r in rows:
                     r["dataset"] = name
                     r["seek_ms"], r["read_mb_per_ms"] = profile.seek_ms, profile.read_mb_per_ms
@@ -291,7 +276,6 @@ def main(argv=None):
             print(f"\nper-query rows: {args.csv}")
         print(f"\ntotal {time.perf_counter() - started:.0f} s")
     finally:
-        tracer.restore()
         if own_work and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -258,7 +258,9 @@ def test_cli_demo_small(tmp_path):
     result = _run("demo", "--dir", work, "-n", "3000", "-d", "16", "-q")
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "1/4" in out and "4/4" in out
+    for step in ("1/5", "2/5", "3/5", "4/5", "5/5"):
+        assert sum(ln.startswith(step) for ln in out.splitlines()) == 1, step
+    assert "untimed" in out  # the warm-up queries are not in the timings
     lines = out.splitlines()
     header = next(i for i, ln in enumerate(lines) if ln.split()[:1] == ["k"])
     assert lines[header].split()[:3] == ["k", "overall", "ratio"]
@@ -266,13 +268,44 @@ def test_cli_demo_small(tmp_path):
     assert ks == ["1", "10", "100"]
     ratio_k10 = float(lines[header + 3].split()[1])
     assert 1.0 <= ratio_k10 <= 1.1
-    assert sorted(p.name for p in work.iterdir()) == ["base.npy", "base.qalsh", "groundtruth.gt",
-                                                      "queries.npy"]
+    # The cost report after the evaluation: per device, one row per k, then the linear scan.
+    report = lines[next(i for i, ln in enumerate(lines) if ln.startswith("5/5")):]
+    for device in ("hdd", "ssd"):
+        top = next(i for i, ln in enumerate(report) if ln.startswith(f"== {device}: seek "))
+        assert report[top + 1].split()[:3] == ["algorithm", "k", "seeks"]
+        rows = [report[top + 3 + j].split() for j in range(11)]
+        assert [r[0] for r in rows] == ["qalsh"] * 11
+        assert [int(r[1]) for r in rows] == [1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+        scan = report[top + 3 + 11].split()
+        assert scan[:4] == ["linear", "scan", "(base.npy)", "any"]
+        assert float(scan[5]) == pytest.approx(3000 * 16 * 4 / 1e6, abs=1e-3)  # MB read
+        assert any(ln.startswith(f"{device}: qalsh ") for ln in report[top:])  # the verdict
+    # The six figures, written under the demo directory, each path printed.
+    figures = work / "figures"
+    names = ["fig1_seeks.png", "fig2_mb_read.png", "fig3_algorithm_ms.png", "fig4_qpt_hdd.png",
+             "fig5_qpt_ssd.png", "fig6_overall_ratio.png"]
+    assert sorted(p.name for p in figures.iterdir()) == sorted(names)
+    for name in names:
+        assert f"wrote {figures / name}" in lines
+        assert (figures / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in work.iterdir()) == ["base.npy", "base.qalsh", "figures",
+                                                      "groundtruth.gt", "queries.npy"]
     with lshdisk.open(work / "base.qalsh") as index:
         assert (index.n, index.d) == (3000, 16)
     # Running it again replaces the demo files.
     again = _run("demo", "--dir", work, "-n", "3000", "-d", "16", "-q")
     assert again.exit_code == 0, again.output
+    assert sorted(p.name for p in figures.iterdir()) == sorted(names)
+
+
+def test_cli_demo_without_matplotlib_fails_before_any_work(tmp_path, monkeypatch):
+    import importlib.util
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "matplotlib" else find_spec(name, *a))
+    result = _run("demo", "--dir", tmp_path / "demo", "-n", "3000", "-d", "16", "-q")
+    _assert_clean_failure(result, "matplotlib", "lshdisk[plot]")
+    assert not (tmp_path / "demo").exists()
 
 
 def test_cli_search_results_score_like_the_api(cli_files, clustered):

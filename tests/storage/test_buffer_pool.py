@@ -1,4 +1,8 @@
-"""Tests of storage.buffer_pool: LRU order and byte bound, alone and under page files."""
+"""Tests of storage.buffer_pool: LRU order and byte bound, alone, under threads and under page
+files."""
+
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -165,6 +169,86 @@ test_buffer_pool_matches_an_lru_model = LruModel.TestCase
 
 
 # ---------------------------------------------------------------------------------------------
+# The pool under threads
+# ---------------------------------------------------------------------------------------------
+
+
+def _hammer(pool, n_threads, n_ops, *, clear_every=0):
+    """Threads put, get and (one in ``clear_every`` operations) clear at once, each on its own
+    keys, each against its own dict model of its last put per key. Returns the models."""
+    models = [{} for _ in range(n_threads)]
+    errors = []
+    start = threading.Barrier(n_threads)
+
+    def work(t):
+        rng = np.random.default_rng(t)
+        last = models[t]
+        try:
+            start.wait()
+            for op in range(n_ops):
+                key = (t, int(rng.integers(0, 12)))
+                if clear_every and rng.integers(0, clear_every) == 0:
+                    pool.clear()
+                elif rng.random() < 0.5:
+                    payload = blob(int(rng.integers(1, 200)), (t * 31 + op) % 256)
+                    pool.put(key, payload)
+                    last[key] = payload
+                else:
+                    got = pool.get(key)
+                    # Only this thread puts this key; others may evict or clear it.
+                    assert got is None or got is last.get(key), (t, op, key)
+                    if not clear_every and pool.capacity_bytes >= 8 * 12 * 200:
+                        assert got is last.get(key), (t, op, key)  # nothing is ever evicted
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the test below
+            errors.append(exc)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors[0]
+    return models
+
+
+def _held(pool, models):
+    """{key: payload} the pool holds, looked up through get() for every key the models name."""
+    held = {}
+    for last in models:
+        for key in last:
+            got = pool.get(key)
+            if got is not None:
+                held[key] = got
+    return held
+
+
+def test_buffer_pool_shared_by_eight_threads_matches_their_dict_models():
+    pool = BufferPool(8 * 12 * 200)  # room for every key: nothing is evicted
+    models = _hammer(pool, 8, 3000)
+    expected = {key: p for last in models for key, p in last.items()}
+    held = _held(pool, models)
+    assert held.keys() == expected.keys()
+    assert all(held[key] is expected[key] for key in expected)
+    assert len(pool) == len(expected)
+    assert pool.used_bytes == sum(p.nbytes for p in expected.values())
+
+
+@pytest.mark.parametrize("clear_every", [0, 500], ids=["evicting", "evicting+clearing"])
+def test_buffer_pool_shared_by_eight_threads_keeps_its_bound_and_byte_count(clear_every):
+    pool = BufferPool(1500)  # about 15 of the 96 keys fit: constant eviction
+    models = _hammer(pool, 8, 3000, clear_every=clear_every)
+    held = _held(pool, models)
+    assert all(held[key] is models[key[0]][key] for key in held)  # only last puts are held
+    assert len(pool) == len(held)
+    assert pool.used_bytes == sum(p.nbytes for p in held.values()) <= pool.capacity_bytes
+
+
+# ---------------------------------------------------------------------------------------------
 # The pool under page files
 # ---------------------------------------------------------------------------------------------
 
@@ -178,8 +262,9 @@ def test_buffer_pool_hit_counts_no_read_and_does_not_move_the_head(tmp_path):
         s = counter.snapshot()
         first = pf.read_page(1)  # miss, right after the header read at open: sequential
         pf.read_page(2)  # miss: sequential
-        again = pf.read_page(1)  # hit
-        assert again is first
+        again = pf.read_page(1)  # hit: a read-only copy of the pooled payload
+        np.testing.assert_array_equal(again, first)
+        assert not again.flags.writeable
         d = counter.snapshot().delta(s)
         assert (d.page_reads, d.seeks, d.cache_hits) == (2, 0, 1)
         s = counter.snapshot()
