@@ -489,7 +489,7 @@ class C2LSHSearcher:
                                    err)
             n = int(log.n[0])
             if n:
-                pf.count_runs(log.firsts[:n].tolist(), log.counts[:n].tolist())
+                pf.count_runs(log.firsts[:n], log.counts[:n])
                 log.n[0] = 0
             if status == LOG_FULL:
                 continue

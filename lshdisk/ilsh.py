@@ -149,7 +149,7 @@ class ILSHSearcher:
                                   trees.qproj, self.counting, self.params.l, x_stop, log)
             n = int(log.n[0])
             if n:
-                trees.file.count_runs(log.firsts[:n].tolist(), log.counts[:n].tolist())
+                trees.file.count_runs(log.firsts[:n], log.counts[:n])
                 log.n[0] = 0
             if status == READ_ERROR:  # read it again through the page file, to raise the error
                 s, t = divmod(int(self._walk[PENDING]), self.m)

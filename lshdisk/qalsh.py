@@ -306,7 +306,7 @@ class QALSHSearcher:
                                         log)
             n = int(log.n[0])
             if n:
-                trees.file.count_runs(log.firsts[:n].tolist(), log.counts[:n].tolist())
+                trees.file.count_runs(log.firsts[:n], log.counts[:n])
                 log.n[0] = 0
             if status == LOG_FULL:
                 continue

@@ -26,6 +26,7 @@ round, as the loop sees it after verification; with tracing off nothing is recor
 """
 
 import math
+from collections import namedtuple
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -110,39 +111,20 @@ class SearchOptions:
         return self.termination.candidate_cap(self.k, n, beta)
 
 
-@dataclass(frozen=True, slots=True)
-class RoundView:
-    """What a termination policy sees after a round (read-only).
-
-    Attributes
-    ----------
-    round : int
-    k, cap : int
-        Neighbours asked for; candidate cap.
-    c : float
-        The factor of T1's test (c for C2LSH and QALSH, 1 for I-LSH).
-    radius, c_radius : float
-        The round's R and what T1 compares the k-th distance with (data units).
-    n_candidates, n_verified : int
-    kth_distance : float
-        k-th smallest verified distance, +inf with fewer than k.
-    entries : int
-        Index entries taken so far.
-    page_reads : int
-        Pages the query has read so far.
-    """
-
-    round: int
-    k: int
-    cap: int
-    c: float
-    radius: float
-    c_radius: float
-    n_candidates: int
-    n_verified: int
-    kth_distance: float
-    entries: int
-    page_reads: int
+#: What a termination policy sees after a round (a read-only named tuple):
+#:
+#: - ``round``: the round's index, 0 first;
+#: - ``k``, ``cap``: neighbours asked for, candidate cap;
+#: - ``c``: the factor of T1's test (c for C2LSH and QALSH, 1 for I-LSH);
+#: - ``radius``, ``c_radius``: the round's R and what T1 compares the k-th distance with
+#:   (data units; see :data:`TRACE_FIELDS`);
+#: - ``n_candidates``, ``n_verified``: candidates found, and verified;
+#: - ``kth_distance``: the k-th smallest verified distance, +inf with fewer than k;
+#: - ``entries``: index entries taken so far;
+#: - ``page_reads``: pages the query has read so far.
+RoundView = namedtuple("RoundView", ["round", "k", "cap", "c", "radius", "c_radius",
+                                     "n_candidates", "n_verified", "kth_distance", "entries",
+                                     "page_reads"])
 
 
 class RoundSearcher(Protocol):
@@ -237,11 +219,9 @@ class RoundSearch:
                     n_verified = n_cands
                     if n_verified >= k:
                         kth = math.sqrt(np.partition(cand_sq[:n_verified], k - 1)[k - 1])
-                view = RoundView(round=rnd, k=k, cap=cap, c=step.c, radius=step.radius,
-                                 c_radius=step.c_radius, n_candidates=n_cands,
-                                 n_verified=n_verified, kth_distance=kth,
-                                 entries=int(nums[N_ENTRIES]),
-                                 page_reads=counter.page_reads - reads0)
+                view = RoundView(rnd, k, cap, step.c, step.radius, step.c_radius, n_cands,
+                                 n_verified, kth, int(nums[N_ENTRIES]),
+                                 counter.page_reads - reads0)
                 if tracing:
                     rows.append(self._trace_row(view, counter.snapshot().delta(io0),
                                                    cand_sq[:n_verified]))

@@ -210,3 +210,19 @@ def read_raw_runs(raw, first_pages, n_pages, out):
     status, n_read, _, verified = pread_runs(raw.pread, raw.crc32, raw.fd, first_pages,
                                              n_pages, out.shape[1], raw.n_pages, out)
     return status == READ_ALL and verified == first_pages.shape[0]
+
+
+@numba.njit(cache=True, nogil=True)
+def summarize_runs(first_pages, n_pages):
+    """(pages, inner seeks, last page) of runs read one after another from one file: the
+    pages in all, how many runs after the first do not start right after the run before,
+    and the last page read (-2 with no runs), for :meth:`IOCounter.record_run_summary`."""
+    total = 0
+    seeks = 0
+    last = np.int64(-2)
+    for r in range(first_pages.shape[0]):
+        if r > 0 and first_pages[r] != last + 1:
+            seeks += 1
+        total += n_pages[r]
+        last = first_pages[r] + n_pages[r] - 1
+    return total, seeks, last

@@ -190,6 +190,28 @@ class IOCounter:
             for first, count in zip(first_pages, n_pages):
                 trace(file_id, first, count, DEVICE_READ)
 
+    def record_run_summary(self, file_id, first_page, last_page, n_pages, inner_seeks,
+                           page_size):
+        """Count runs read one after another from one file, given in summary: as
+        :meth:`record_runs` counts them when the runs begin at ``first_page``, end at
+        ``last_page``, hold ``n_pages`` pages in all and ``inner_seeks`` of them after the
+        first do not start right after the run before. For compiled scans that count their
+        runs themselves; with a trace sink, call :meth:`record_runs` instead (the sink wants
+        every run)."""
+        if n_pages <= 0:
+            return
+        if file_id != self._head_file or first_page != self._head_page + 1:
+            inner_seeks += 1
+        self.page_reads += n_pages
+        self.bytes_read += n_pages * page_size
+        self.seeks += inner_seeks
+        self._head_file, self._head_page = file_id, last_page
+
+    @property
+    def tracing(self):
+        """True when a trace sink is set."""
+        return self._trace is not None
+
     def record_hit(self, file_id=None, page_no=None):
         """Count one page access served by the buffer pool (no device access); ``file_id`` and
         ``page_no`` name the page for the trace sink (``None`` if not given)."""

@@ -37,7 +37,7 @@ from .format import (APP_HEADER_OFFSET, BUILD_ID_SIZE, DEFAULT_PAGE_SIZE, FORMAT
                      FORMAT_MINOR, HEADER_IDS_OFFSET, HEADER_IDS_STRUCT, HEADER_STRUCT, MAGIC,
                      MAX_PAGE_SIZE, MIN_PAGE_SIZE, NO_BUILD_ID, TRAILER_SIZE, check_page_size)
 from ._run_reader import (BAD_RUN, READ_ALL, READ_FAILED, TOO_FEW_ROWS, RawReader, libc_pread,
-                          pread_runs, verified_runs, zlib_ng_crc32)
+                          pread_runs, summarize_runs, verified_runs, zlib_ng_crc32)
 from .iostats import IOCounter
 
 __all__ = ["PageFile"]
@@ -663,9 +663,21 @@ class PageFile:
 
     def count_runs(self, first_pages, n_pages):
         """Count runs a compiled scan read from this file through :meth:`raw_reader`, in the
-        order read, as :meth:`read_runs_into` counts them (sequences of int, ``n_pages``
-        entries >= 1)."""
-        self.counter.record_runs(self.file_id, list(first_pages), list(n_pages), self.page_size)
+        order read, as :meth:`read_runs_into` counts them.
+
+        Parameters
+        ----------
+        first_pages, n_pages : ndarray of int64, shape (r,)
+            ``n_pages`` entries >= 1.
+        """
+        counter = self.counter
+        if counter.tracing:
+            counter.record_runs(self.file_id, first_pages.tolist(), n_pages.tolist(),
+                                self.page_size)
+        elif first_pages.shape[0]:
+            total, seeks, last = summarize_runs(first_pages, n_pages)
+            counter.record_run_summary(self.file_id, int(first_pages[0]), int(last), int(total),
+                                       int(seeks), self.page_size)
 
     # ------------------------------------------------------------------ lifetime
     def _check_writable(self):

@@ -24,7 +24,7 @@ from lshdisk.vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
 from lshdisk._kernels.c2lsh import (buckets_from_keys, projection_keys, query_buckets,
                                     sample_knn_sqdist)
 from storage.extsort import float32_to_ordered_u32
-from storage.iostats import IOCounter
+from storage.iostats import DEVICE_READ, IOCounter
 from storage.page_file import PageFile
 from storage.sorted_run import SortedRunWriter
 
@@ -184,25 +184,18 @@ def test_c2lsh_b_scale_and_origin_formulas():
 
 # --------------------------------------------------------------------------- hand-built I/O
 class LoggingCounter(IOCounter):
-    """An IOCounter that also logs every read as (file id, first page, pages)."""
+    """An IOCounter that also logs every device read as (file id, first page, pages), through
+    its trace sink."""
 
     __slots__ = ("log",)
 
     def __init__(self):
-        super().__init__()
+        super().__init__(trace=self._log_read)
         self.log = []
 
-    def record_read(self, file_id, page_no, n_bytes):
-        self.log.append((file_id, page_no, 1))
-        super().record_read(file_id, page_no, n_bytes)
-
-    def record_run(self, file_id, first_page, n_pages, n_bytes):
-        self.log.append((file_id, first_page, n_pages))
-        super().record_run(file_id, first_page, n_pages, n_bytes)
-
-    def record_runs(self, file_id, first_pages, n_pages, page_size):
-        self.log.extend((file_id, f, n) for f, n in zip(first_pages, n_pages))
-        super().record_runs(file_id, first_pages, n_pages, page_size)
+    def _log_read(self, file_id, first_page, n_pages, access):
+        if access == DEVICE_READ:
+            self.log.append((file_id, first_page, n_pages))
 
 
 #: 12 points on a line; a = 1, b* = (0, 0.5), u = w = 1, two entries per 512-byte page.

@@ -225,3 +225,28 @@ def test_record_runs_counts_as_record_run_one_run_after_another():
         one.record_read(1, 0, 512)
         many.record_read(1, 0, 512)
         assert one.snapshot() == many.snapshot(), "the head ended in a different place"
+
+
+def test_a_run_summary_counts_as_the_runs_one_by_one():
+    """record_run_summary (compiled scans summarize their runs with summarize_runs) gives the
+    counts and head of record_runs, for random runs and any head position."""
+    import numpy as np
+    from storage._run_reader import summarize_runs
+    rng = np.random.default_rng(4)
+    for _ in range(300):
+        r = int(rng.integers(1, 8))
+        firsts = rng.integers(0, 30, r).astype(np.int64)
+        counts = rng.integers(1, 4, r).astype(np.int64)
+        head_file, head_page = int(rng.integers(1, 3)), int(rng.integers(-2, 30))
+        a, b = IOCounter(), IOCounter()
+        for c in (a, b):
+            c.register_file()
+            c.register_file()
+            c.record_read(head_file, head_page, 4096) if head_page >= 0 else None
+        a.record_runs(1, firsts.tolist(), counts.tolist(), 4096)
+        total, seeks, last = summarize_runs(firsts, counts)
+        b.record_run_summary(1, int(firsts[0]), int(last), int(total), int(seeks), 4096)
+        assert a.snapshot() == b.snapshot()
+        a.record_read(1, int(last) + 1, 4096)
+        b.record_read(1, int(last) + 1, 4096)
+        assert a.snapshot() == b.snapshot()  # the same head afterwards
