@@ -107,13 +107,13 @@ class ILSHSearcher:
 
     def begin(self, q):
         """Start a query: descend every tree and place both cursors of each in its leaf."""
-        self.trees.descend(q, self._pages[0])
+        self._raw = self.trees.file.raw_reader()
+        self.trees.descend(q, self._pages[0], raw=self._raw)
         init_cursors(self._pages, self._state, self._keyfmt, self.trees.qproj)
         self._walk[:] = 0
         self._walk[PENDING] = -1
         self._status = 0
         self.radius = self.c_radius = 0.0
-        self._raw = self.trees.file.raw_reader()
 
     def scan_round(self, radius_limit=math.inf):
         """Walk until new candidates, the radius ``radius_limit``, the cap or the end.

@@ -264,11 +264,11 @@ class QALSHSearcher:
         cur[:] = 0
         cur[:, :, DIR_NODE] = -1
         trees = self.trees
-        leaves = trees.descend(q, self._pages[0], dirs=(self._dkeys, cur))
+        self._raw = raw = trees.file.raw_reader()
+        leaves = trees.descend(q, self._pages[0], dirs=self._cursors, raw=raw)
         place_cursors(self._pages, cur, self._keyfmt, trees.qproj, leaves - trees.tinfo[:, 0])
         head = self._head()
         self._set_radius(self._radius_for(head) if head >= 0 else self.unit)
-        self._raw = trees.file.raw_reader()
 
     def _load_dir(self, s, t, node):
         """Read directory node ``node`` of table t (one counted page read) for side s."""

@@ -12,7 +12,7 @@ import numpy as np
 from storage import BPlusTree, TreeInfo
 
 from ._kernels.projection import project_one
-from ._kernels.qalsh_rounds import descend, hold_dirs
+from ._kernels.qalsh_rounds import Cursors, RunLog, descend, descend_raw, hold_dirs
 
 __all__ = ["ProjectionTrees", "TREES_FILE", "TREES_KIND"]
 
@@ -62,6 +62,14 @@ class ProjectionTrees:
         self.qproj = np.empty(self.m, dtype=np.float64)
         self._node_buf = np.zeros((self.m, trees_file.page_size), dtype=np.uint8)
         self._ones = np.ones(self.m, dtype=np.int64)
+        self._nodes = np.zeros(self.m, dtype=np.int64)
+        size = self.height * self.m
+        self._log = RunLog(np.zeros(size, np.int64), np.zeros(size, np.int64),
+                           np.zeros(1, np.int64))
+        # Stands for the cursors when a descent holds no directory nodes (I-LSH).
+        self._no_dirs = Cursors(np.zeros((2, 1, 1), np.uint8), np.zeros((2, 1, 4), np.int64),
+                                np.zeros((2, 1, 3)), np.zeros((2, 1, 1)),
+                                np.zeros((2, 1, 2), np.int64))
 
     def describe(self, n):
         """The index structure, for ``lshdisk info``."""
@@ -70,7 +78,7 @@ class ProjectionTrees:
                 "height": max(t.info.height for t in self.trees),
                 "leaves_per_tree": leaves, "entries_per_leaf": -(-n // max(1, leaves))}
 
-    def descend(self, q, leaf_pages, dirs=None):
+    def descend(self, q, leaf_pages, dirs=None, raw=None):
         """Project q into :attr:`qproj` and read the root-to-leaf path of every tree towards
         a_t . q, one level of all m trees per read call (``height`` counted page reads per
         tree).
@@ -80,22 +88,41 @@ class ProjectionTrees:
         q : ndarray of float32, shape (d,)
         leaf_pages : ndarray of uint8, shape (m, page_size)
             Receives tree t's leaf in row t.
-        dirs : tuple (dkeys, cur), optional
-            QALSH's directory-node arrays: the inner node above each leaf becomes both cursors'
-            directory node (:func:`lshdisk._kernels.qalsh_rounds.hold_dirs`).
+        dirs : lshdisk._kernels.qalsh_rounds.Cursors, optional
+            QALSH's cursors: the inner node above each leaf becomes both cursors' directory
+            node (:func:`lshdisk._kernels.qalsh_rounds.hold_dirs`).
+        raw : storage.RawReader, optional
+            Of the trees file: the whole descent is then one compiled call
+            (:func:`lshdisk._kernels.qalsh_rounds.descend_raw`) and the pages it read are
+            counted after it. The pages and counts are the same.
 
         Returns
         -------
         ndarray of int64, shape (m,)
             The leaf page numbers.
         """
+        if raw is not None:
+            nodes, log = self._nodes, self._log
+            ok = descend_raw(raw, self.a, q, self.qproj, self.roots, self.height, self.tinfo,
+                             self._node_buf, leaf_pages,
+                             self._no_dirs if dirs is None else dirs, dirs is not None, log,
+                             nodes)
+            n = int(log.n[0])
+            if n:
+                self.file.count_runs(log.firsts[:n], log.counts[:n])
+                log.n[0] = 0
+            if not ok:  # read the failing level again through the page file, to raise
+                self.file.read_runs_into(nodes, self._ones, self._node_buf)
+                raise OSError(f"{self.file.path}: a tree node failed to read, then read "
+                              f"correctly")
+            return nodes.copy()
         project_one(q, self.a, self.qproj)
         read_runs = self.file.read_runs_into
         nodes = self.roots
         for level in range(self.height - 1, 0, -1):
             read_runs(nodes, self._ones, self._node_buf)
             if level == 1 and dirs is not None:
-                hold_dirs(self._node_buf, nodes, dirs[0], dirs[1], self.tinfo)
+                hold_dirs(self._node_buf, nodes, dirs.dkeys, dirs.state, self.tinfo)
             nxt = np.empty(self.m, dtype=np.int64)
             descend(self._node_buf, self.qproj, nxt)
             nodes = nxt

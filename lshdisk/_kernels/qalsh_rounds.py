@@ -41,6 +41,7 @@ from storage import read_raw_runs
 from storage.leaf_codec import (inner_child, inner_count, inner_key, leaf_header, leaf_id_at,
                                 leaf_id_bits, leaf_key, leaf_search_ge)
 
+from .projection import project_one
 from .counting import CAP, FLOOR, MAX_COUNT, N_CANDS, N_ENTRIES, N_TOUCHED, reset_counts, safe_tables
 from .rows import copy_row
 
@@ -513,3 +514,33 @@ def scan_round(t_start, raw, cursors, tinfo, id_bits, qproj, half_width, buffers
             return CAP_REACHED, t_at, 0
         t = t_stop if status == DONE else t_at
     return DONE, m, 0
+
+
+@numba.njit(cache=True, nogil=True)
+def descend_raw(raw, a, q, qproj, roots, height, tinfo, node_buf, leaf_pages, dirs, hold, log,
+                nodes):
+    """The root-to-leaf descent of every tree towards a_t . q, pages read in place through
+    ``raw`` (one run of m single pages per level, logged for the caller to count), as
+    :meth:`lshdisk.trees.ProjectionTrees.descend` does it: project q into ``qproj``, leave
+    tree t's leaf in ``leaf_pages[t]`` and its page number in ``nodes[t]``; with ``hold``, the
+    inner node above each leaf becomes both cursors' directory node (``dirs``: a
+    :data:`Cursors` record).
+
+    Returns True; False if a level's read failed or its checks (``nodes`` then holds the
+    pages of that level, nothing of it logged: the caller reads them again to raise).
+    """
+    project_one(q, a, qproj)
+    m = qproj.shape[0]
+    ones = np.ones(m, dtype=np.int64)
+    nodes[:] = roots
+    for level in range(height - 1, 0, -1):
+        if not read_raw_runs(raw, nodes, ones, node_buf):
+            return False
+        _log_runs(log, nodes, ones)
+        if level == 1 and hold:
+            hold_dirs(node_buf, nodes, dirs.dkeys, dirs.state, tinfo)
+        descend(node_buf, qproj, nodes)
+    if not read_raw_runs(raw, nodes, ones, leaf_pages):
+        return False
+    _log_runs(log, nodes, ones)
+    return True

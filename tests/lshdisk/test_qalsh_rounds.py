@@ -201,7 +201,8 @@ def test_the_compiled_round_reads_what_the_round_through_page_file_methods_reads
             np.testing.assert_array_equal(s0[name], s1[name])
 
 
-def test_a_damaged_leaf_read_by_the_compiled_round_raises(tall, tmp_path):
+@pytest.mark.parametrize("where", ["descent", "round"])
+def test_a_damaged_page_read_by_the_compiled_descent_or_round_raises(tall, tmp_path, where):
     import shutil
     from storage.errors import CorruptPageError
     x, q, path = tall
@@ -210,7 +211,8 @@ def test_a_damaged_leaf_read_by_the_compiled_round_raises(tall, tmp_path):
     with lshdisk.open(copy) as index:
         m = index._searcher.m
         (_, _, _, pages), = _recorded_search(index, q[:1], K)[0]
-    victim = pages[3 * m + 5]  # past the descent (root, directory node, leaf per tree)
+    # The descent reads a root, a directory node and a leaf per tree, then the rounds.
+    victim = pages[m + 3] if where == "descent" else pages[3 * m + 5]
     with open(copy / "trees.pages", "r+b") as f:
         f.seek(victim * 512 + 100)
         byte = f.read(1)
