@@ -545,6 +545,8 @@ class Index:
                 ("page_reads", "seeks", "bytes_read", "candidates", "cache_hits", "rounds")}
         cpu = np.zeros(nq, dtype=np.float64)
         traces = [None] * nq if options.trace else None
+        page_reads, seek_col = cols["page_reads"], cols["seeks"]
+        bytes_col, hit_col = cols["bytes_read"], cols["cache_hits"]
         done = [0]
         lock = threading.Lock()
 
@@ -556,7 +558,8 @@ class Index:
                     i = next_query()
                     if i >= nq:
                         return
-                    before = counter.snapshot()
+                    reads, seeks = counter.page_reads, counter.seeks
+                    n_bytes, hits = counter.bytes_read, counter.cache_hits
                     counter.reset_head()
                     t0 = time.thread_time()
                     sq, ids, tr, rounds = loop.search_one(q[i], options)
@@ -564,11 +567,10 @@ class Index:
                     D[i, :order.size] = np.sqrt(sq[order])
                     I[i, :order.size] = ids[order]
                     cpu[i] = time.thread_time() - t0
-                    io = counter.snapshot().delta(before)
-                    cols["page_reads"][i] = io.page_reads
-                    cols["seeks"][i] = io.seeks
-                    cols["bytes_read"][i] = io.bytes_read
-                    cols["cache_hits"][i] = io.cache_hits
+                    page_reads[i] = counter.page_reads - reads
+                    seek_col[i] = counter.seeks - seeks
+                    bytes_col[i] = counter.bytes_read - n_bytes
+                    hit_col[i] = counter.cache_hits - hits
                     cols["candidates"][i] = ids.size
                     cols["rounds"][i] = rounds
                     if traces is not None:

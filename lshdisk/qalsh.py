@@ -234,6 +234,7 @@ class QALSHSearcher:
         self._log = RunLog(np.zeros(log_size, np.int64), np.zeros(log_size, np.int64),
                            np.zeros(1, np.int64))
         self._raw = None
+        self._next_head = None  # the median cursor head after the round, if the kernel gave it
         self._log_c = math.log(params.c)
         self.radius = 1.0
         self.c_radius = params.c
@@ -301,9 +302,9 @@ class QALSHSearcher:
         half_width = p.w * self.radius / 2.0
         t = 0
         while True:
-            status, t, err = scan_round(t, self._raw, self._cursors, trees.tinfo, trees.id_bits,
-                                        trees.qproj, half_width, buffers, self.counting, p.l,
-                                        log)
+            status, t, err, self._next_head = scan_round(
+                t, self._raw, self._cursors, trees.tinfo, trees.id_bits, trees.qproj,
+                half_width, buffers, self.counting, p.l, log)
             n = int(log.n[0])
             if n:
                 trees.file.count_runs(log.firsts[:n], log.counts[:n])
@@ -328,6 +329,7 @@ class QALSHSearcher:
     def _scan_round_here(self):
         """:meth:`scan_round` through the page file's read methods (with a buffer pool, or
         where the compiled reader cannot be used)."""
+        self._next_head = None  # next_round takes the median head itself
         p = self.params
         l, m = p.l, self.m
         qproj, tinfo, runs = self.trees.qproj, self.trees.tinfo, self._runs
@@ -362,7 +364,7 @@ class QALSHSearcher:
     def next_round(self):
         """Widen to the next radius: c R, or further, where the median cursor head falls in
         the bucket (the authors' radius update). False if every entry has been counted."""
-        head = self._head()
+        head = self._head() if self._next_head is None else self._next_head
         if head < 0:
             return False
         self._set_radius(max(self.params.c * self.radius, self._radius_for(head)))

@@ -475,6 +475,9 @@ def scan_round(t_start, raw, cursors, tinfo, id_bits, qproj, half_width, buffers
         of it logged: ``err`` runs of the plan (``buffers.runs[:err]``), or, with err = 0,
         the directory page ``buffers.runs[0, 0]``, should be read again by the caller to
         raise the error.
+    head : float
+        With DONE, :func:`median_head_distance` after the round (for the radius update);
+        else -1.
     """
     nums, reached = counting.nums, counting.reached
     slots = cursors.slots
@@ -486,7 +489,7 @@ def scan_round(t_start, raw, cursors, tinfo, id_bits, qproj, half_width, buffers
     t = t_start
     while t < m:
         if log.firsts.shape[0] - log.n[0] < room:
-            return LOG_FULL, t, 0
+            return LOG_FULL, t, 0, -1.0
         g = safe_tables(nums, l, m - t, reached, floor)
         if g:
             t_stop, budget = t + g, run_pages
@@ -496,12 +499,12 @@ def scan_round(t_start, raw, cursors, tinfo, id_bits, qproj, half_width, buffers
                                                        half_width, runs)
         if status == NEED_DIR:
             if not _read_dir(raw, cursors, tinfo, buffers, log, s_dir, t_dir, node):
-                return READ_ERROR, t, 0
+                return READ_ERROR, t, 0, -1.0
             continue
         if n_runs:
             if not read_raw_runs(raw, runs[:n_runs, 0], runs[:n_runs, 1], run_buf):
                 slots[:] = 0
-                return READ_ERROR, t, n_runs
+                return READ_ERROR, t, n_runs, -1.0
             _log_runs(log, runs[:n_runs, 0], runs[:n_runs, 1])
         while True:
             status, t_at, extra = scan_sides(t, t_stop, cursors, run_buf, tinfo, id_bits, qproj,
@@ -509,11 +512,12 @@ def scan_round(t_start, raw, cursors, tinfo, id_bits, qproj, half_width, buffers
             if status != NEED_DIR:
                 break
             if not _read_dir(raw, cursors, tinfo, buffers, log, 1, t_at, extra):
-                return READ_ERROR, t, 0
+                return READ_ERROR, t, 0, -1.0
         if status == CAP_REACHED:
-            return CAP_REACHED, t_at, 0
+            return CAP_REACHED, t_at, 0, -1.0
         t = t_stop if status == DONE else t_at
-    return DONE, m, 0
+    return DONE, m, 0, median_head_distance(cursors.pages, cursors.state, cursors.keyfmt,
+                                            cursors.dkeys, tinfo, qproj)
 
 
 @numba.njit(cache=True, nogil=True)
