@@ -198,6 +198,8 @@ class C2LSHBuilder:
         Budget for the external sort, the unit sample (4 d bytes per sample point) and the
         merge temporaries; chunk temporaries are given by :meth:`chunk_bytes_per_row`.
     counter : storage.IOCounter, optional
+    unit : float, optional
+        A fixed data unit u; None (default) measures it (:mod:`lshdisk.scale`).
 
     Raises
     ------
@@ -206,8 +208,9 @@ class C2LSHBuilder:
     """
 
     def __init__(self, work_dir, *, n, d, params, seed, page_size, memory_limit_bytes,
-                 counter=None):
+                 counter=None, unit=None):
         self.work_dir = work_dir
+        self._given_unit = unit
         self.n, self.d, self.params = n, d, params
         self.m = params.m
         self.page_size = page_size
@@ -273,7 +276,7 @@ class C2LSHBuilder:
             JSON-ready metadata: ``files``, ``hash``, ``unit``, ``tables``, ``directory``, ...
         """
         p = self.params
-        unit, unit_info = self._sample.unit(self.n, p.c)
+        unit, unit_info = self._sample.unit(self.n, p.c, self._given_unit)
         scale = b_scale(self._t_abs, unit, self.d, p.c, p.w)
         self.b = self._b_fraction * scale
         path = os.path.join(self.work_dir, TABLES_FILE)

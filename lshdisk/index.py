@@ -57,7 +57,7 @@ def _report(progress, stage, done, total):
 
 def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory_limit="1GiB",
           seed=0, progress=None, overwrite=False, format=None, dtype=None, dim=None,
-          delta=None, beta=None, w=None, preset=None):
+          delta=None, beta=None, w=None, preset=None, unit="auto"):
     """Build an index of ``source`` in ``index_dir``, out of core, and open it.
 
     Parameters
@@ -95,6 +95,12 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
         Named parameter settings: ``"jafari2021"`` is the setting of Jafari & Nagarkar's 2021
         experimental study (delta = 0.1, c = 2, w = 2.781 for QALSH and I-LSH, w = 2.184 for
         C2LSH). Explicit ``delta``, ``beta``, ``w`` override it.
+    unit : "auto" or float
+        The radius unit u (radii are u c^j; C2LSH hashes o / u). ``"auto"`` (default): the
+        data's nearest-neighbour scale over sqrt(c), measured from a seeded sample
+        (:mod:`lshdisk.scale`), so that the search does not depend on the data's units. A
+        positive number fixes it: 1 gives the papers' and the authors' codes' radii
+        R = 1, c, c^2, ... (I-LSH's radius is continuous and needs no unit).
 
     Returns
     -------
@@ -134,6 +140,11 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
                              f"{algorithm}, got {preset!r}")
         overrides.update(method.presets[preset])
     overrides.update({k: v for k, v in (("delta", delta), ("beta", beta), ("w", w)) if v is not None})
+    if not (isinstance(unit, str) and unit == "auto"):
+        if isinstance(unit, bool) or not isinstance(unit, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(unit) or unit <= 0:
+            raise ValueError(f"unit must be 'auto' or a positive number, got {unit!r}")
+        unit = float(unit)
     memory_limit_bytes = parse_bytes(memory_limit, name="memory_limit")
     if memory_limit_bytes < _MIN_MEMORY:
         raise ValueError(f"memory_limit must be at least 16MiB, got {memory_limit!r}")
@@ -154,7 +165,7 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
         raise FileNotFoundError(f"the parent directory of {index_dir} does not exist: create it first")
     with durable.TargetLock(index_dir) as lock:
         durable.remove_leftovers(parent, holding=lock)
-        _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes, seed,
+        _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes, seed, unit,
                       progress, format, dtype, dim, preset, params_fn, builder_cls, overrides)
     return Index(index_dir)
 
@@ -170,8 +181,8 @@ def _space_needed(n, d, itemsize, m, page_size, memory_limit_bytes):
     return vectors + tables + spill + 8 * m * d + (1 << 20)
 
 
-def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes, seed, progress,
-                  format, dtype, dim, preset, params_fn, builder_cls, overrides):
+def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes, seed, unit,
+                  progress, format, dtype, dim, preset, params_fn, builder_cls, overrides):
     """The body of :func:`build`, run while the target's lock is held."""
     parent = os.path.dirname(index_dir)
     started = time.perf_counter()
@@ -193,7 +204,7 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
         # Budget: 60 % external sort, 15 % chunk temporaries, the rest for writers and slack.
         builder = builder_cls(work, n=src.n, d=src.d, params=params, seed=int(seed),
                               page_size=page_size, memory_limit_bytes=int(0.6 * memory_limit_bytes),
-                              counter=counter)
+                              counter=counter, unit=None if unit == "auto" else unit)
         per_row = builder.chunk_bytes_per_row(src.dtype.itemsize)
         chunk_rows = max(1, int(0.15 * memory_limit_bytes) // per_row)
         writer = VectorStoreWriter(os.path.join(work, VECTORS_FILE), d=src.d, dtype=src.dtype,

@@ -93,11 +93,15 @@ class QALSHBuilder:
     page_size : int
     memory_limit_bytes : int
         Budget for the sort buffers and the unit sample.
+    counter : storage.IOCounter, optional
+    unit : float, optional
+        A fixed radius unit u; None (default) measures it (:mod:`lshdisk.scale`).
     """
 
     def __init__(self, work_dir, *, n, d, params, seed, page_size, memory_limit_bytes,
-                 counter=None):
+                 counter=None, unit=None):
         self.work_dir = work_dir
+        self._given_unit = unit
         self.n, self.d, self.params = n, d, params
         rng = np.random.default_rng(seed)
         self.a = rng.standard_normal((params.m, d), dtype=np.float32)  # = draw_projections
@@ -134,7 +138,7 @@ class QALSHBuilder:
     def finish(self, progress=None):
         """Merge the sorted runs into ``trees.pages``; return the trees' metadata and the data
         unit (JSON-ready)."""
-        unit, unit_info = self._sample.unit(self.n, self.params.c)
+        unit, unit_info = self._sample.unit(self.n, self.params.c, self._given_unit)
         path = os.path.join(self.work_dir, TREES_FILE)
         pf = PageFile.create(path, kind=TREES_KIND, page_size=self.page_size, counter=self.counter)
         infos = []

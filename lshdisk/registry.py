@@ -21,7 +21,8 @@ __all__ = ["Method", "Builder", "register", "method", "names", "preset_names"]
 class Builder(Protocol):
     """What :func:`lshdisk.build` needs of a method's builder.
 
-    ``Builder(work_dir, *, n, d, params, seed, page_size, memory_limit_bytes, counter)`` makes
+    ``Builder(work_dir, *, n, d, params, seed, page_size, memory_limit_bytes, counter, unit)``
+    (``unit``: a fixed data unit, or None to measure one, :mod:`lshdisk.scale`) makes
     one for a build in the (temporary) index directory ``work_dir``; then
     ``add_chunk(start, rows)`` for consecutive row chunks, ``finish(progress)`` returning the
     method's JSON-ready metadata (with its ``"files"``), ``arrays()`` the catalog arrays

@@ -117,13 +117,15 @@ class UnitSample:
         if i1 > i0:
             self.rows[i0:i1] = rows[ids[i0:i1] - start]
 
-    def unit(self, n, c):
+    def unit(self, n, c, given=None):
         """(u, info): the data unit r_nn / sqrt(c) for approximation ratio c (1.0 where the
-        sample defines no scale) and the estimate's figures (:func:`nn_scale`); frees the
-        rows."""
+        sample defines no scale) and the estimate's figures (:func:`nn_scale`), or ``given``
+        (a positive float) with the figures all the same; frees the rows."""
         scaled, info = nn_scale(self.rows, n)
         self.rows = None
-        return data_unit(scaled, c), info
+        if given is not None:
+            return float(given), dict(info, given=True)
+        return data_unit(scaled, c), dict(info, given=False)
 
 
 def data_unit(scaled, c):

@@ -82,8 +82,10 @@ def main(argv=None):
     x = golden_data()
     q = golden_queries(x)
     np.save(os.path.join(args.out, DATA_NAME), x)
+    # unit=1: the papers' radii 1, c, c^2, ..., as the committed index (built before radii
+    # followed a measured data unit) is searched; the page files do not depend on it.
     index = lshdisk.build(x, index_dir, algorithm="qalsh", c=C, page_size=PAGE_SIZE,
-                          memory_limit="16MiB", seed=INDEX_SEED, overwrite=True)
+                          memory_limit="16MiB", seed=INDEX_SEED, overwrite=True, unit=1)
     index.close()
     lock = os.path.join(index_dir, "catalog", "lock.mdb")
     if os.path.exists(lock):

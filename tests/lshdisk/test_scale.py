@@ -70,3 +70,27 @@ def test_the_unit_sample_is_copied_from_any_chunking():
     np.testing.assert_array_equal(whole.rows, x[ids])
     np.testing.assert_array_equal(parts.rows, x[ids])
     assert whole.unit(3000, 2) == parts.unit(3000, 2)
+
+
+@pytest.mark.parametrize("algorithm", ["qalsh", "c2lsh"])
+def test_a_given_unit_is_used_and_unit_one_gives_the_papers_radii(clustered32, algorithm,
+                                                                   tmp_path):
+    x, q = clustered32
+    with lshdisk.build(x, tmp_path / "u1", algorithm=algorithm, memory_limit="16MiB",
+                       unit=1) as index:
+        assert index.meta["unit"]["u"] == 1.0 and index.meta["unit"]["given"] is True
+        _, _, tr = index.search(q[:3], K, trace=True)
+    if algorithm == "qalsh":  # radii are powers of c = 2
+        for rows in tr:
+            exps = np.log2(rows["radius"])
+            np.testing.assert_allclose(exps, np.round(exps))
+    else:  # C2LSH's rounds: R = 1, 2, 4, ...
+        np.testing.assert_array_equal(tr[0]["radius"], 2.0 ** np.arange(len(tr[0])))
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), "big", True])
+def test_a_bad_unit_is_refused(clustered32, bad, tmp_path):
+    x, _ = clustered32
+    with pytest.raises(ValueError, match="unit must be 'auto' or a positive number"):
+        lshdisk.build(x, tmp_path / "bad", unit=bad)
+    assert not (tmp_path / "bad").exists()
