@@ -105,6 +105,17 @@ def _queries_arg(positional, option):
     return positional if positional is not None else option
 
 
+def _parse_unit(text):
+    """'auto' or a positive number, for --unit."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise click.BadParameter(f"expected auto or a positive number, got {text!r}",
+                                 param_hint="--unit") from None
+
+
 def _table(rows, columns):
     """Format dict rows as an aligned text table; columns = [(key, header, fmt)]."""
     cells = [[h for _, h, _ in columns]]
@@ -154,11 +165,15 @@ def main():
 @click.option("-w", "--bucket-width", "w", type=float, default=None,
               help="Bucket width w (default: from c for qalsh/ilsh, 1 for c2lsh).")
 @click.option("--beta", type=float, default=None, help="False-positive share (default 100/n).")
+@click.option("--unit", default="auto", show_default=True,
+              help="Radius unit u (radii u*c^j): auto measures the data's nearest-neighbour "
+                   "scale, so the search does not depend on the data's units; 1 gives the "
+                   "papers' radii 1, c, c^2, ...")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index once the new one is complete.")
 @click.option("--json", "as_json", is_flag=True, help="Print the index summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def build(source, index_dir, algorithm, preset, c, memory, page_size, seed, fmt, dtype, dim, delta,
-          w, beta, overwrite, as_json, quiet):
+          w, beta, unit, overwrite, as_json, quiet):
     """Build an index of SOURCE in INDEX_DIR, out of core.
 
     SOURCE is a .fvecs/.bvecs/.ivecs, .fbin/.u8bin/.i8bin, .npy or FILE.hdf5:DATASET file, or a
@@ -178,8 +193,8 @@ def build(source, index_dir, algorithm, preset, c, memory, page_size, seed, fmt,
         index = build_index(source, index_dir, algorithm=algorithm, c=c, page_size=page_size,
                             memory_limit=memory, seed=seed, progress=progress,
                             overwrite=overwrite, format=fmt, dtype=dtype, dim=dim, delta=delta,
-                            beta=beta, w=w, preset=preset)
-    except (LshdiskError, StorageError, ValueError, TypeError, OSError) as exc:
+                            beta=beta, w=w, preset=preset, unit=_parse_unit(unit))
+    except (LshdiskError, StorageError, ValueError, OSError) as exc:
         _fail(exc)
     finally:
         progress.close()
@@ -240,6 +255,32 @@ def _with_query_options(f):
 _queries_option = click.option("--queries", "queries_opt", default=None,
                                help="The query file, instead of the QUERIES argument.")
 
+_policy_options = [
+    click.option("--max-candidates", type=click.IntRange(min=1), default=None,
+                 help="Candidate cap (>= k) instead of T2's k + beta*n: trades page reads for "
+                      "recall in every method."),
+    click.option("--termination", type=click.Choice(["paper", "budget"]), default="paper",
+                 show_default=True,
+                 help="paper: stop at T1 (k candidates within c*R) or T2 (the cap); budget: T2 "
+                      "alone, widening rounds until the cap."),
+]
+_threads_option = click.option(
+    "--threads", type=click.IntRange(min=1), default=None,
+    help="Threads searching the queries in parallel (default: one per core); answers and "
+         "per-query counts do not depend on it.")
+
+
+def _with_search_options(f):
+    for opt in reversed([*_policy_options, _threads_option]):
+        f = opt(f)
+    return f
+
+
+def _with_policy_options(f):
+    for opt in reversed(_policy_options):
+        f = opt(f)
+    return f
+
 
 @main.command()
 @click.argument("index_dir", type=click.Path())
@@ -250,8 +291,10 @@ _queries_option = click.option("--queries", "queries_opt", default=None,
               help="Result file: .ivecs (ids) or anything else for the QALSH layout "
                    "(per query k records of float32 distance, int32 id).")
 @_with_query_options
+@_with_search_options
 @click.option("--json", "as_json", is_flag=True, help="Print the cost summary as JSON.")
-def search(index_dir, queries, queries_opt, k, out, query_format, query_dtype, cache, as_json):
+def search(index_dir, queries, queries_opt, k, out, query_format, query_dtype, cache,
+           max_candidates, termination, threads, as_json):
     """Search INDEX_DIR for the k nearest neighbours of each query in QUERIES."""
     from .datasets import write_groundtruth
     from .index import open as open_index
@@ -264,11 +307,12 @@ def search(index_dir, queries, queries_opt, k, out, query_format, query_dtype, c
         with open_index(index_dir, cache_bytes=cache) as index:
             _check_k([k], index)
             q = _load_queries(queries, query_format, query_dtype, index.d)
-            D, I, stats = index.search(q, k, return_stats=True,
+            D, I, stats = index.search(q, k, return_stats=True, threads=threads,
+                                       max_candidates=max_candidates, termination=termination,
                                        progress=lambda done, total: progress("search", done, total))
         fmt = "ivecs" if out.endswith(".ivecs") else "qalsh"
         write_groundtruth(out, D, I, format=fmt)
-    except (LshdiskError, StorageError, ValueError, TypeError, OSError) as exc:
+    except (LshdiskError, StorageError, ValueError, OSError) as exc:
         _fail(exc)
     finally:
         progress.close()
@@ -313,7 +357,7 @@ def groundtruth(source, queries, k, out, memory, fmt, dtype, dim, query_format, 
             D, I = compute_groundtruth(src, q, k, memory_limit_bytes=parse_bytes(memory, name="--memory"),
                                        progress=lambda done, total: progress("groundtruth", done, total))
         write_groundtruth(out, D, I, format="ivecs" if out.endswith(".ivecs") else "qalsh")
-    except (LshdiskError, StorageError, ValueError, TypeError, OSError) as exc:
+    except (LshdiskError, StorageError, ValueError, OSError) as exc:
         _fail(exc)
     finally:
         progress.close()
@@ -330,10 +374,11 @@ def groundtruth(source, queries, k, out, memory, fmt, dtype, dim, query_format, 
                    "file with 'distances'.")
 @click.option("-k", "ks", default="1,10,100", show_default=True, help="Comma-separated k values.")
 @_with_query_options
+@_with_search_options
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def evaluate(index_dir, queries, queries_opt, gt_path, gt_format, ks, query_format, query_dtype,
-             cache, as_json, quiet):
+             cache, max_candidates, termination, threads, as_json, quiet):
     """Search QUERIES for each k and report overall ratio, recall and disk cost per query."""
     from .evaluate import evaluate as run
     from .index import open as open_index
@@ -345,9 +390,10 @@ def evaluate(index_dir, queries, queries_opt, gt_path, gt_format, ks, query_form
             _check_k(ks, index)
             q = _load_queries(queries, query_format, query_dtype, index.d)
             gt_D = _load_groundtruth(gt_path, gt_format, q, [index])
-            rows = run(index, q, gt_D, ks,
+            rows = run(index, q, gt_D, ks, threads=threads, max_candidates=max_candidates,
+                       termination=termination,
                        progress=lambda done, total: progress("search", done, total))
-    except (LshdiskError, StorageError, ValueError, TypeError, OSError) as exc:
+    except (LshdiskError, StorageError, ValueError, OSError) as exc:
         _fail(exc)
     finally:
         progress.close()
@@ -557,7 +603,7 @@ def calibrate(directory, size, out, name, random_reads, page_size, as_json, quie
                              _CALIBRATE_LABELS.get(stage, stage), done, total))
         if out:
             save_profile(result.profile, out)
-    except (LshdiskError, ValueError, TypeError, OSError) as exc:
+    except (LshdiskError, ValueError, OSError) as exc:
         _fail(exc)
     finally:
         progress.close()
@@ -610,9 +656,10 @@ _REPORT_KS = "1,10,20,30,40,50,60,70,80,90,100"
 @click.option("--csv", "csv_path", type=click.Path(), default=None, help="Write the rows as CSV.")
 @click.option("--plot", "plot_dir", type=click.Path(), default=None,
               help="Write the six figures (PNG) into this directory.")
+@_with_policy_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def report(index_dirs, queries_path, fmt, dtype, dim, gt_path, gt_format, ks, devices, json_path,
-           csv_path, plot_dir, quiet):
+           csv_path, plot_dir, max_candidates, termination, quiet):
     """Query processing time of INDEX_DIRS on HDD, SSD and measured devices, beside a linear scan.
 
     Searches the queries for every k with no buffer pool, then prints per device and
@@ -629,7 +676,7 @@ def report(index_dirs, queries_path, fmt, dtype, dim, gt_path, gt_format, ks, de
     _check_out_dir(csv_path, "--csv")
     try:
         profiles = [get_profile(d.strip()) for d in devices.split(",") if d.strip()]
-    except (ValueError, TypeError, OSError) as exc:
+    except (ValueError, OSError) as exc:
         raise click.BadParameter(str(exc), param_hint="--device")
     progress = _Progress(_progress_enabled(quiet))
     indexes = []
@@ -648,7 +695,8 @@ def report(index_dirs, queries_path, fmt, dtype, dim, gt_path, gt_format, ks, de
                          dim=(dim or d) if raw or dtype else None, expected_dim=d)
         _note_raw_layout(queries_path, fmt, dtype, dim or d, q.shape[0])
         gt_D = _load_groundtruth(gt_path, gt_format, q, indexes)
-        result = build_report(indexes, q, gt_D, ks, profiles,
+        result = build_report(indexes, q, gt_D, ks, profiles, max_candidates=max_candidates,
+                              termination=termination,
                               progress=lambda stage, done, total: progress(
                                   _REPORT_LABELS.get(stage, stage), done, total))
         progress.close()
@@ -661,7 +709,7 @@ def report(index_dirs, queries_path, fmt, dtype, dim, gt_path, gt_format, ks, de
             written.append(csv_path)
         if plot_dir:
             written += plot_report(result, plot_dir)
-    except (LshdiskError, StorageError, ValueError, TypeError, OSError) as exc:
+    except (LshdiskError, StorageError, ValueError, OSError) as exc:
         _fail(exc)
     finally:
         progress.close()

@@ -137,7 +137,8 @@ def check_groundtruth(index, queries, gt_D, gt_I, *, label="the ground truth"):
                     f"it with 'lshdisk groundtruth' on the indexed data and these queries")
 
 
-def evaluate(index, queries, gt_D, ks, *, progress=None):
+def evaluate(index, queries, gt_D, ks, *, progress=None, threads=None, max_candidates=None,
+             termination="paper"):
     """Search ``queries`` once per k and measure quality and cost.
 
     Parameters
@@ -149,6 +150,9 @@ def evaluate(index, queries, gt_D, ks, *, progress=None):
     ks : sequence of int
     progress : callable, optional
         ``progress(done, total)`` after each query, over all k (total = len(ks) * n_queries).
+    threads, max_candidates, termination : optional
+        Passed to :meth:`lshdisk.Index.search` (``cpu_ms`` is each query's own thread's CPU
+        time; pass ``threads=1`` to measure it on an otherwise idle machine).
 
     Returns
     -------
@@ -161,7 +165,8 @@ def evaluate(index, queries, gt_D, ks, *, progress=None):
     for i, k in enumerate(ks):
         step = None if progress is None else (
             lambda done, _total, base=i * nq: progress(base + done, len(ks) * nq))
-        D, _, stats = index.search(queries, k, return_stats=True, progress=step)
+        D, _, stats = index.search(queries, k, return_stats=True, progress=step, threads=threads,
+                                   max_candidates=max_candidates, termination=termination)
         mean = stats.mean()
         rows.append({
             "algorithm": index.algorithm,

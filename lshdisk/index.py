@@ -414,7 +414,8 @@ class Index:
     meta : dict
         The catalog's metadata.
     counter : storage.IOCounter
-        I/O of the first reader (the one single-threaded searches use first).
+        I/O of the first reader only; with several readers (threads) use :meth:`io_total`
+        or the per-query :class:`SearchStats`, and :meth:`set_trace` to observe every read.
     """
 
     def __init__(self, index_dir, *, cache_bytes=0):
@@ -423,6 +424,7 @@ class Index:
         self._idle = []
         self._lock = threading.Lock()
         self._closed = False
+        self._trace = None
         cache = parse_bytes(cache_bytes, name="cache_bytes")
         durable.remove_leftovers(os.path.dirname(self.path))  # and rolls back a cut replacement
         if not os.path.isdir(self.path):
@@ -470,8 +472,34 @@ class Index:
     def _new_reader(self):
         reader = _Reader(self)
         with self._lock:
+            reader.counter.set_trace(self._trace)
             self._readers.append(reader)
         return reader
+
+    def set_trace(self, sink):
+        """Send every page access of every reader (every thread's searches, now and later) to
+        ``sink(file_id, first_page, n_pages, access)`` (see
+        :meth:`storage.IOCounter.set_trace`; ``file_id`` is that of the reader's counter, its
+        path ``index.file_path(file_id)``); None stops tracing. With several threads the sink is
+        called from each of them, at the same time."""
+        with self._lock:
+            self._trace = sink
+            for reader in self._readers:
+                reader.counter.set_trace(sink)
+
+    def file_path(self, file_id):
+        """The path of the page file with ``file_id`` in any reader's counter (readers open
+        the index's files in one order, so an id names the same file in each)."""
+        return self._readers[0].counter.file_path(file_id)
+
+    def io_total(self):
+        """The I/O of this handle so far, all readers together (storage.IOStats)."""
+        with self._lock:
+            readers = list(self._readers)
+        total = readers[0].counter.snapshot()
+        for reader in readers[1:]:
+            total = total + reader.counter.snapshot()
+        return total
 
     def _acquire(self):
         """An idle reader (a new one if every reader is busy)."""
@@ -490,7 +518,7 @@ class Index:
                 self._idle.append(reader)
 
     def search(self, queries, k, *, return_stats=False, progress=None, max_candidates=None,
-               termination="paper", trace=False, threads=1):
+               termination="paper", trace=False, threads=None):
         """c-approximate k-nearest-neighbour search under Euclidean distance.
 
         Parameters
@@ -514,10 +542,11 @@ class Index:
             Also return, per query, a structured array of one record per round
             (:data:`lshdisk.search.TRACE_DTYPE`, documented field by field there).
         threads : int or None
-            Threads searching the batch in parallel; None: one per core. Each thread uses a
-            reader of its own: 2 to 10 bytes per indexed point (collision counts and the list
-            of touched ids) plus about 1 MiB of page buffers and 2 m pages. Answers and
-            per-query counts are those of ``threads=1``.
+            Threads searching the batch in parallel; None (default): one per core, at most one
+            per query; 1: the calling thread alone. Each thread uses a reader of its own: 2 to
+            10 bytes per indexed point (collision counts and the list of touched ids) plus
+            about 1 MiB of page buffers and 2 m pages. Answers and per-query counts are those
+            of ``threads=1``.
 
         Returns
         -------

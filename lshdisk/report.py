@@ -245,7 +245,8 @@ def _profiles(devices):
     return profiles
 
 
-def build_report(indexes, queries, gt_distances, ks, devices=("hdd", "ssd"), *, progress=None):
+def build_report(indexes, queries, gt_distances, ks, devices=("hdd", "ssd"), *, progress=None,
+                 max_candidates=None, termination="paper"):
     """Search every index for every k and cost the searches on every device.
 
     Parameters
@@ -262,6 +263,8 @@ def build_report(indexes, queries, gt_distances, ks, devices=("hdd", "ssd"), *, 
     progress : callable, optional
         ``progress(stage, done, total)``; stage ``"search"`` counts (index, k) pairs, stage
         ``"scan"`` the datasets whose linear scan is timed.
+    max_candidates, termination : optional
+        Passed to :meth:`lshdisk.Index.search` (the candidate cap, the termination policy).
 
     Returns
     -------
@@ -277,8 +280,9 @@ def build_report(indexes, queries, gt_distances, ks, devices=("hdd", "ssd"), *, 
     -----
     Disk access: per index, one sequential read of its files (to warm the page cache, so that
     ``algorithm_ms`` holds CPU only; an index larger than memory keeps some device work in
-    it) and a one-query warm-up search, then one search of all queries per k; per dataset,
-    two scans of the vector file.
+    it) and a one-query warm-up search, then one search of all queries per k, on one thread
+    (``algorithm_ms`` is one query's CPU time on an otherwise idle machine, as the cost model
+    takes it); per dataset, two scans of the vector file.
     """
     indexes = list(indexes)
     if not indexes:
@@ -315,7 +319,8 @@ def build_report(indexes, queries, gt_distances, ks, devices=("hdd", "ssd"), *, 
         ix.search(queries[:1], max(ks))  # load the compiled kernels
         scan = scans[_dataset_key(ix)]
         for k in ks:
-            D, _, stats = ix.search(queries, k, return_stats=True)
+            D, _, stats = ix.search(queries, k, return_stats=True, threads=1,
+                                    max_candidates=max_candidates, termination=termination)
             bytes_read = float(np.mean(stats.bytes_read))
             row = {"index": ix.path, "algorithm": ix.algorithm, "label": label, "k": k,
                    "n_queries": nq, "page_reads": float(np.mean(stats.page_reads)),

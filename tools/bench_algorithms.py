@@ -54,7 +54,7 @@ def main(argv=None):
             info = index.info()
             builds.append((algorithm, info["params"]["m"], info["params"]["l"], seconds, info["index_bytes"]))
             index.search(queries, 10)  # warm the page cache
-            passes = [evaluate(index, queries, gt_D, ks) for _ in range(args.repeat)]
+            passes = [evaluate(index, queries, gt_D, ks, threads=1) for _ in range(args.repeat)]
             for same_k in zip(*passes):
                 rows.append(dict(same_k[0], cpu_ms=min(r["cpu_ms"] for r in same_k)))
             index.close()

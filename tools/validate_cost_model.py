@@ -53,12 +53,12 @@ DEFAULT_DATA = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data",
 
 # ----------------------------------------------------------------------------- trace capture
 class _Tracer:
-    """A trace sink for an index's counter: keeps its device reads as (file path, first page,
-    pages), the trace ``cost_model.readahead_io`` takes."""
+    """A trace sink for an index (``index.set_trace``): keeps its device reads as (file path,
+    first page, pages), the trace ``cost_model.readahead_io`` takes."""
 
-    def __init__(self, counter):
+    def __init__(self, index):
         self.trace = []
-        self._path = counter.file_path
+        self._path = index.file_path
 
     def __call__(self, file_id, first_page, n_pages, access):
         if access == DEVICE_READ:
@@ -102,7 +102,7 @@ def _validate_index(index, queries, k, profile, stat_path):
     paths = _index_files(index)
     fds = [os.open(p, os.O_RDONLY) for p in paths]
     file_pages = {p: os.path.getsize(p) // index.meta["page_size"] for p in paths}
-    tracer = _Tracer(index.counter)
+    tracer = _Tracer(index)
     rows = []
     try:
         for fd in fds:
@@ -113,13 +113,13 @@ def _validate_index(index, queries, k, profile, stat_path):
             for fd in fds:
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
             tracer.trace = []
-            index.counter.set_trace(tracer)
+            index.set_trace(tracer)
             dev0, pio0 = _device_reads(stat_path), _process_read_bytes()
             t0 = time.perf_counter()
             _, _, cold = index.search(q, k, return_stats=True)
             wall_ms = (time.perf_counter() - t0) * 1e3
             dev1, pio1 = _device_reads(stat_path), _process_read_bytes()
-            index.counter.set_trace(None)
+            index.set_trace(None)
             trace = tracer.trace
             traced = sum(n for _, _, n in trace)
             if traced != int(cold.page_reads[0]):
@@ -142,7 +142,7 @@ def _validate_index(index, queries, k, profile, stat_path):
                 "study_ms": study["qpt_ms"], "readahead_ms": model_ra["qpt_ms"],
             })
     finally:
-        index.counter.set_trace(None)
+        index.set_trace(None)
         for fd in fds:
             os.close(fd)
     return rows

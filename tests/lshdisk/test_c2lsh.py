@@ -500,7 +500,7 @@ def _logged_search(index, q, k, compiled=False):
     if not compiled:
         searcher.scan_round = lambda radius_limit=None: searcher._scan_round_here()
     try:
-        D, I, stats = index.search(q, k, return_stats=True)
+        D, I, stats = index.search(q, k, return_stats=True, threads=1)
     finally:
         pf.read_run, pf.read_runs_into, pf.count_runs = read_run, read_runs_into, count_runs
         searcher.__dict__.pop("scan_round", None)
@@ -553,7 +553,7 @@ def test_c2lsh_counts_are_zero_after_each_query_whether_or_not_touched_ids_overf
         searcher.counting = searcher.counting._replace(
             touched=np.empty(capacity or searcher.n, dtype=np.int64))
         for i in range(q.shape[0]):
-            D, I, st = index.search(q[i], clustered.k, return_stats=True)
+            D, I, st = index.search(q[i], clustered.k, return_stats=True, threads=1)
             assert not searcher.counting.counts.any()
             np.testing.assert_array_equal(I, I0[i:i + 1])
             np.testing.assert_array_equal(D, D0[i:i + 1])
@@ -579,7 +579,7 @@ def test_c2lsh_a_damaged_table_page_read_by_the_compiled_round_raises(clustered,
         f.write(bytes([byte[0] ^ 0x5A]))
     with lshdisk.open(copy) as index:
         with pytest.raises(CorruptPageError, match=f"page {victim} "):
-            index.search(clustered.q[0], 10)
+            index.search(clustered.q[0], 10, threads=1)
 
 
 def test_c2lsh_a_full_run_log_is_counted_and_the_round_goes_on(clustered, c2lsh_clustered):
@@ -589,7 +589,7 @@ def test_c2lsh_a_full_run_log_is_counted_and_the_round_goes_on(clustered, c2lsh_
         size = 2 * index._searcher.m + 1  # room for one batch: LOG_FULL after each
         z = np.zeros(size, np.int64)
         index._searcher._log = RunLog(z, z.copy(), np.zeros(1, np.int64))
-        D1, I1, s1 = index.search(clustered.q, clustered.k, return_stats=True)
+        D1, I1, s1 = index.search(clustered.q, clustered.k, return_stats=True, threads=1)
     np.testing.assert_array_equal(I0, I1)
     for name in ("page_reads", "seeks", "candidates"):
         np.testing.assert_array_equal(s0[name], s1[name])

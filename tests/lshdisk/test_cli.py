@@ -380,3 +380,38 @@ def test_cli_raw_queries_that_fit_two_layouts_say_which_was_assumed(cli_files, t
     quiet = _run("search", index_dir, raw, "--query-dtype", "float32", "-k", "3", "--out",
                  tmp_path / "r.gt")
     assert quiet.exit_code == 0 and "20 float32" not in quiet.stderr
+
+
+def test_cli_search_threads_and_candidate_cap_pass_through(cli_files, clustered):
+    root, _, queries, index_dir, _, _ = cli_files
+    out = root / "capped.gt"
+    result = _run("search", index_dir, queries, "-k", "5", "--out", out, "--threads", "2",
+                  "--max-candidates", "12", "--termination", "budget", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["candidates"] == 12  # the budget policy verifies up to the cap
+    D, I = lshdisk.read_groundtruth(out, n_queries=20)
+    with lshdisk.open(index_dir) as index:
+        D_api, I_api = index.search(clustered.q[:20], 5, max_candidates=12, termination="budget",
+                                    threads=1)
+    np.testing.assert_array_equal(I, I_api)
+
+
+def test_cli_candidate_cap_below_k_is_a_one_line_error(cli_files):
+    root, _, queries, index_dir, gt, _ = cli_files
+    result = _run("search", index_dir, queries, "-k", "5", "--out", root / "x.gt",
+                  "--max-candidates", "3")
+    _assert_clean_failure(result, "max_candidates must be >= k = 5")
+    result = _run("evaluate", index_dir, queries, "--gt", gt, "-k", "1,10", "--max-candidates",
+                  "5", "-q")
+    _assert_clean_failure(result, "max_candidates must be >= k = 10")
+
+
+def test_cli_build_with_the_papers_unit(cli_files, tmp_path):
+    _, base, _, _, _, _ = cli_files
+    result = _run("build", base, tmp_path / "u1", "--memory", "16MiB", "--unit", "1", "-q")
+    assert result.exit_code == 0, result.output
+    with lshdisk.open(tmp_path / "u1") as index:
+        assert index.meta["unit"]["u"] == 1.0
+    result = _run("build", base, tmp_path / "bad", "--unit", "wide", "-q")
+    assert result.exit_code == 2 and "expected auto or a positive number" in result.output

@@ -147,7 +147,7 @@ def _logged_walk(index, q, k, compiled):
     if not compiled:
         searcher._walk_compiled = searcher._walk_here
     try:
-        D, I, stats = index.search(q, k, return_stats=True)
+        D, I, stats = index.search(q, k, return_stats=True, threads=1)
     finally:
         pf.read_page_into, pf.count_runs = read_into, count_runs
         searcher.__dict__.pop("_walk_compiled", None)
@@ -184,16 +184,16 @@ def test_ilsh_a_damaged_leaf_read_by_the_compiled_walk_raises(clustered, cluster
         f.write(bytes([byte[0] ^ 0x21]))
     with lshdisk.open(copy) as index:
         with pytest.raises(CorruptPageError, match=f"page {victim} "):
-            index.search(clustered.q[0], 10)
+            index.search(clustered.q[0], 10, threads=1)
 
 
 def test_ilsh_a_full_run_log_is_counted_and_the_walk_goes_on(clustered, clustered_ilsh_dir):
     from lshdisk._kernels.qalsh_rounds import RunLog
     with lshdisk.open(clustered_ilsh_dir) as index:
-        D0, I0, s0 = index.search(clustered.q[:20], 10, return_stats=True)
+        D0, I0, s0 = index.search(clustered.q[:20], 10, return_stats=True, threads=1)
         one = np.zeros(1, np.int64)
         index._searcher._log = RunLog(one.copy(), one.copy(), one.copy())  # room for 1 leaf
-        D1, I1, s1 = index.search(clustered.q[:20], 10, return_stats=True)
+        D1, I1, s1 = index.search(clustered.q[:20], 10, return_stats=True, threads=1)
     np.testing.assert_array_equal(I0, I1)
     for name in ("page_reads", "seeks", "candidates"):
         np.testing.assert_array_equal(s0[name], s1[name])

@@ -62,8 +62,8 @@ def test_index_second_search_is_served_by_the_buffer_pool(clustered, clustered_i
     q = clustered.q[:3]
     with lshdisk.open(clustered_index_dir, cache_bytes="64MiB") as index:
         start = index.counter.snapshot()  # after the header pages read by open()
-        D1, I1, s1 = index.search(q, 10, return_stats=True)
-        D2, I2, s2 = index.search(q, 10, return_stats=True)
+        D1, I1, s1 = index.search(q, 10, return_stats=True, threads=1)
+        D2, I2, s2 = index.search(q, 10, return_stats=True, threads=1)
         counter = index.counter.snapshot().delta(start)
     assert s1.page_reads[0] > 0
     np.testing.assert_array_equal(s2.page_reads, 0)
@@ -489,11 +489,15 @@ def test_index_search_stats_api(tiny_index, tiny_data):
     assert np.all(stats.candidates <= 4 + math.ceil(tiny_index.params.beta * 300 - 1e-9))
 
 
-def test_index_counter_accumulates_the_per_query_stats(tiny_index_dir, tiny_data):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_index_io_total_accumulates_the_per_query_stats(tiny_index_dir, tiny_data, threads):
     with lshdisk.open(tiny_index_dir) as index:
-        start = index.counter.snapshot()
-        _, _, stats = index.search(tiny_data.q, 4, return_stats=True)
-        total = index.counter.snapshot().delta(start)
+        index.search(tiny_data.q, 4, threads=threads)  # the readers exist: their header pages
+        start = index.io_total()                       # are read and counted by now
+        _, _, stats = index.search(tiny_data.q, 4, return_stats=True, threads=threads)
+        total = index.io_total().delta(start)
+        if threads == 1:
+            assert index.counter.snapshot() == index.io_total()
     assert total.page_reads == stats.page_reads.sum()
     assert total.seeks == stats.seeks.sum()
     assert total.bytes_read == stats.bytes_read.sum()

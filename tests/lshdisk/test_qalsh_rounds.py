@@ -54,7 +54,7 @@ def _recorded_search(index, q, k):
     try:
         for row in q:
             log["pages"] = []
-            D, I, st = index.search(row, k, return_stats=True)
+            D, I, st = index.search(row, k, return_stats=True, threads=1)
             per_query.append((D, I, st, list(log["pages"])))
             dirs += sum(p in dir_pages for p in log["pages"]) - searcher.m  # m in the descent
     finally:
@@ -153,13 +153,13 @@ def test_counts_are_zero_after_each_query_whether_or_not_touched_ids_overflow(ta
     count: either way the next query starts from zero and gets the same answers."""
     x, q, path = tall
     with lshdisk.open(path) as index:
-        D0, I0, s0 = index.search(q, K, return_stats=True)
+        D0, I0, s0 = index.search(q, K, return_stats=True, threads=1)
     with lshdisk.open(path) as index:
         searcher = index._searcher
         searcher.counting = searcher.counting._replace(
             touched=np.empty(capacity, dtype=np.int64))
         for i in range(q.shape[0]):
-            D, I, st = index.search(q[i], K, return_stats=True)
+            D, I, st = index.search(q[i], K, return_stats=True, threads=1)
             assert not searcher.counting.counts.any()
             np.testing.assert_array_equal(I, I0[i:i + 1])
             np.testing.assert_array_equal(D, D0[i:i + 1])
@@ -173,10 +173,10 @@ def test_uint16_counts_give_the_same_search_as_uint8(tall):
     with lshdisk.open(path) as index:
         searcher = index._searcher
         assert searcher.counting.counts.dtype == np.uint8
-        D0, I0, s0 = index.search(q, K, return_stats=True)
+        D0, I0, s0 = index.search(q, K, return_stats=True, threads=1)
         searcher.counting = searcher.counting._replace(
             counts=np.zeros(x.shape[0], dtype=np.uint16))
-        D1, I1, s1 = index.search(q, K, return_stats=True)
+        D1, I1, s1 = index.search(q, K, return_stats=True, threads=1)
     np.testing.assert_array_equal(I0, I1)
     np.testing.assert_array_equal(D0, D1)
     np.testing.assert_array_equal(s0.page_reads, s1.page_reads)
@@ -220,18 +220,18 @@ def test_a_damaged_page_read_by_the_compiled_descent_or_round_raises(tall, tmp_p
         f.write(bytes([byte[0] ^ 0xFF]))
     with lshdisk.open(copy) as index:
         with pytest.raises(CorruptPageError, match=f"page {victim} "):
-            index.search(q[0], K)
+            index.search(q[0], K, threads=1)
 
 
 def test_a_full_run_log_is_counted_and_the_round_goes_on(tall):
     from lshdisk._kernels.qalsh_rounds import RunLog
     x, q, path = tall
     with lshdisk.open(path) as index:
-        D0, I0, s0 = index.search(q, K, return_stats=True)
+        D0, I0, s0 = index.search(q, K, return_stats=True, threads=1)
         size = 3 * index._searcher.m + 2  # room for one batch: LOG_FULL after each
         z = np.zeros(size, np.int64)
         index._searcher._log = RunLog(z, z.copy(), np.zeros(1, np.int64))
-        D1, I1, s1 = index.search(q, K, return_stats=True)
+        D1, I1, s1 = index.search(q, K, return_stats=True, threads=1)
     np.testing.assert_array_equal(I0, I1)
     for name in ("page_reads", "seeks", "candidates"):
         np.testing.assert_array_equal(s0[name], s1[name])

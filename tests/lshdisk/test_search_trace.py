@@ -23,10 +23,10 @@ def test_trace_of_a_search_sums_to_its_counted_reads_and_hits(method_index_dir, 
                                                               cache):
     calls = []
     with lshdisk.open(method_index_dir, cache_bytes=cache) as index:
-        index.counter.set_trace(lambda f, first, n, access: calls.append((f, first, n, access)))
+        index.set_trace(lambda f, first, n, access: calls.append((f, first, n, access)))
         searches = [index.search(integer_data.q[:4], 10, return_stats=True) for _ in range(2)]
-        index.counter.set_trace(None)
-        paths = {f: index.counter.file_path(f) for f, _, _, _ in calls}
+        index.set_trace(None)
+        paths = {f: index.file_path(f) for f, _, _, _ in calls}
         hash_file = "tables.pages" if index.algorithm == "c2lsh" else "trees.pages"
     reads = sum(s.page_reads.sum() for _, _, s in searches)
     hits = sum(s.cache_hits.sum() for _, _, s in searches)
