@@ -518,7 +518,7 @@ class Index:
                 self._idle.append(reader)
 
     def search(self, queries, k, *, return_stats=False, progress=None, max_candidates=None,
-               termination="paper", trace=False, threads=None):
+               termination="paper", trace=False, threads=None, return_candidates=False):
         """c-approximate k-nearest-neighbour search under Euclidean distance.
 
         Parameters
@@ -541,6 +541,10 @@ class Index:
         trace : bool
             Also return, per query, a structured array of one record per round
             (:data:`lshdisk.search.TRACE_DTYPE`, documented field by field there).
+        return_candidates : bool
+            Also return, per query, every verified candidate in the order verified: a pair
+            (ids int64 (c,), distances float32 (c,)); with a trace, the first
+            ``trace["verified"][r]`` of them are those verified by the end of round r.
         threads : int or None
             Threads searching the batch in parallel; None (default): one per core, at most one
             per query; 1: the calling thread alone. Each thread uses a reader of its own: 2 to
@@ -558,6 +562,8 @@ class Index:
             Only with ``return_stats=True``.
         traces : list of ndarray
             Only with ``trace=True``: one structured array per query.
+        candidates : list of (ndarray, ndarray)
+            Only with ``return_candidates=True``, last.
 
         Raises
         ------
@@ -585,6 +591,7 @@ class Index:
                 ("page_reads", "seeks", "bytes_read", "candidates", "cache_hits", "rounds")}
         cpu = np.zeros(nq, dtype=np.float64)
         traces = [None] * nq if options.trace else None
+        found = [None] * nq if return_candidates else None
         page_reads, seek_col = cols["page_reads"], cols["seeks"]
         bytes_col, hit_col = cols["bytes_read"], cols["cache_hits"]
         done = [0]
@@ -615,6 +622,8 @@ class Index:
                     cols["rounds"][i] = rounds
                     if traces is not None:
                         traces[i] = tr
+                    if found is not None:
+                        found[i] = (ids, np.sqrt(sq).astype(np.float32))
                     if progress is not None:
                         with lock:
                             done[0] += 1
@@ -642,6 +651,8 @@ class Index:
             out.append(SearchStats(cpu_seconds=cpu, **cols))
         if traces is not None:
             out.append(traces)
+        if found is not None:
+            out.append(found)
         return tuple(out)
 
     def io_report(self, stats, device="ssd", *, queries=None, scan_algorithm_ms=None):

@@ -129,3 +129,37 @@ def test_bad_thread_counts_are_refused(built, bad, exc):
     with lshdisk.open(path) as index:
         with pytest.raises(exc, match="threads"):
             index.search(q, K, threads=bad)
+
+
+def test_traces_and_candidates_follow_the_rounds(built):
+    """Per-round traces: radii grow, counts only grow, the candidates verified by round r
+    are the first trace["verified"][r] candidates, and the last round's d1 / dk are those of
+    the answer; T2 holds at the cap."""
+    path, q, D0, I0, s0 = built
+    with lshdisk.open(path) as index:
+        D, I, st, traces, found = index.search(q, K, return_stats=True, trace=True,
+                                               return_candidates=True, threads=2)
+    np.testing.assert_array_equal(I, I0)
+    for i, (tr, (ids, dist)) in enumerate(zip(traces, found)):
+        assert len(tr) == st.rounds[i] >= 1
+        np.testing.assert_array_equal(tr["round"], np.arange(len(tr)))
+        for name in ("page_reads", "seeks", "bytes_read", "entries", "candidates", "verified"):
+            assert np.all(np.diff(tr[name]) >= 0), name
+        assert np.all(np.diff(tr["radius"]) >= 0)
+        assert tr["page_reads"][-1] == st.page_reads[i]
+        assert tr["verified"][-1] == ids.size == st.candidates[i]
+        assert np.all(tr["candidates"] == tr["verified"])
+        for r in range(len(tr)):
+            seen = np.sort(dist[:tr["verified"][r]])
+            np.testing.assert_allclose(tr["d1"][r], seen[0] if seen.size else np.inf,
+                                       rtol=1e-6)
+            np.testing.assert_allclose(tr["dk"][r], seen[K - 1] if seen.size >= K else np.inf,
+                                       rtol=1e-6)
+        np.testing.assert_allclose(np.sort(dist)[:K], D[i][np.isfinite(D[i])], rtol=1e-6)
+
+
+def test_tracing_does_not_change_the_search(built):
+    path, q, D0, I0, s0 = built
+    with lshdisk.open(path) as index:
+        D, I, st, _ = index.search(q, K, return_stats=True, trace=True)
+    _assert_same(D0, I0, s0, D, I, st)
