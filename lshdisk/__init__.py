@@ -14,7 +14,8 @@ __version__ = "0.1.0"
 
 from .datasets import open_source, read_queries  # noqa: E402
 from .errors import (CorruptIndexError, DatasetError, GroundTruthMismatchError,  # noqa: E402
-                     IndexExistsError, LshdiskError, NotAnIndexError)
+                     IndexExistsError, LshdiskError, NotAnIndexError,
+                     UnsupportedIndexVersionError)
 from .groundtruth import compute_groundtruth, read_groundtruth, write_groundtruth  # noqa: E402
 from .index import ALGORITHMS, Index, SearchStats, build, open  # noqa: E402
 from .params import C2LSHParams, PRESETS, QALSHParams, c2lsh_params, qalsh_params  # noqa: E402
@@ -24,4 +25,5 @@ __all__ = [
     "read_queries", "read_groundtruth", "write_groundtruth", "compute_groundtruth",
     "QALSHParams", "qalsh_params", "C2LSHParams", "c2lsh_params", "PRESETS", "LshdiskError", "DatasetError", "NotAnIndexError",
     "IndexExistsError", "CorruptIndexError", "GroundTruthMismatchError",
+    "UnsupportedIndexVersionError",
 ]

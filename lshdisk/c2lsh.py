@@ -97,6 +97,8 @@ from ._kernels.c2lsh import (BAD_PAGE, CAP_REACHED, LOG_FULL, PLAN_MISMATCH, REA
 from ._kernels.qalsh_rounds import RunLog
 from ._kernels.counting import FLOOR, N_TOUCHED, new_counting, reset_counts, safe_tables
 from ._kernels.projection import project_one, project_rows
+from .errors import CorruptIndexError
+from .metadata import catalog_array
 from .scale import UnitSample, data_unit, draw_sample_ids, nn_scale
 
 __all__ = ["C2LSHBuilder", "C2LSHSearcher", "TABLES_FILE", "TABLES_KIND", "draw_hash",
@@ -364,8 +366,8 @@ class C2LSHSearcher:
     open_file : callable
         ``open_file(name, kind)`` opens one of the index's page files with the searcher's
         counter and the index's buffer pool.
-    meta : dict
-        The index metadata written by :meth:`C2LSHBuilder.finish`.
+    meta : lshdisk.metadata.TablesMeta
+        The index's tables (what :meth:`C2LSHBuilder.finish` wrote).
     arrays : dict of ndarray
         ``"c2lsh/a"`` (float32 (m, d)) and ``"c2lsh/b"`` (float64 (m,)).
     params : C2LSHParams
@@ -381,9 +383,9 @@ class C2LSHSearcher:
     """
 
     def __init__(self, open_file, meta, arrays, params, n):
-        self.tables_file = pf = open_file(meta["files"]["tables"], TABLES_KIND)
-        self.a = np.ascontiguousarray(arrays[meta["hash"]["a"]], dtype=np.float32)
-        self.b = np.ascontiguousarray(arrays[meta["hash"]["b"]], dtype=np.float64)
+        self.tables_file = pf = open_file(meta.tables_file, TABLES_KIND)
+        self.a = np.ascontiguousarray(catalog_array(arrays, meta.a), dtype=np.float32)
+        self.b = np.ascontiguousarray(catalog_array(arrays, meta.b), dtype=np.float64)
         self.params = params
         self.meta = meta
         self.m = self.a.shape[0]
@@ -391,18 +393,20 @@ class C2LSHSearcher:
         self.l = params.l
         #: T1 holds when the k-th candidate lies within c R u.
         self.c = params.c
-        self.unit = float(meta["unit"]["u"])
-        self.origin = int(meta["origin"])
-        tables = meta["tables"]
+        self.unit = meta.unit.u
+        self.origin = meta.origin
+        tables = meta.tables
         if self.m != params.m or len(tables["first_page"]) != self.m or self.b.shape != (self.m,):
-            raise ValueError(f"C2LSH metadata disagree: m = {params.m} in the parameters, "
-                             f"{self.m} projections, {len(tables['first_page'])} tables")
+            raise CorruptIndexError(f"C2LSH metadata disagree: m = {params.m} in the "
+                                    f"parameters, {self.m} projections, "
+                                    f"{len(tables['first_page'])} tables: rebuild the index")
         col = {name: np.asarray(tables[name], dtype=np.int64) for name in tables}
         self._tfirst, self._tcount, self._tdir = col["first_page"], col["n_pages"], col["dir_entry"]
         self._kmin, self._kmax = col["key_min"], col["key_max"]
-        self.directory = DirectoryInfo.from_dict(meta["directory"])
+        self.directory = DirectoryInfo.from_dict(meta.directory)
         if self.directory.entries_per_page != directory_entries_per_page(pf.payload_size):
-            raise ValueError("C2LSH directory metadata disagree with the tables file's page size")
+            raise CorruptIndexError("C2LSH directory metadata disagree with the tables file's "
+                                    "page size: rebuild the index")
         self._runs = (self._tdir, self._tcount, self._kmin)
         self._dir_buf = np.empty((self.directory.n_pages, pf.page_size), dtype=np.uint8)
         self._dir_first = np.empty(self.directory.n_entries, dtype=np.int64)

@@ -10,6 +10,7 @@ __all__ = [
     "NotAnIndexError",
     "IndexExistsError",
     "CorruptIndexError",
+    "UnsupportedIndexVersionError",
     "GroundTruthMismatchError",
 ]
 
@@ -33,6 +34,11 @@ class IndexExistsError(LshdiskError, FileExistsError):
 class CorruptIndexError(LshdiskError, OSError):
     """An index is ours but damaged: its catalog fails a checksum or is truncated, or a page
     file does not belong to it (another build, page size or dataset) or fails verification."""
+
+
+class UnsupportedIndexVersionError(LshdiskError, ValueError):
+    """An lshdisk index of a major format version this lshdisk does not read (rebuild it, or
+    upgrade lshdisk)."""
 
 
 class GroundTruthMismatchError(DatasetError):

@@ -36,14 +36,13 @@ import math
 
 import numpy as np
 
-from storage import TreeInfo
-
 from ._kernels.counting import N_CANDS, N_TOUCHED, new_counting, reset_counts
 from ._kernels.ilsh import (CAP_REACHED, EXHAUSTED, FRESH, LOG_FULL, NEED_PAGE, NEIGHBOUR,
                             PENDING, RADIUS_REACHED, READ_ERROR, WALK_FIELDS, Heap, WalkCursors,
                             init_cursors, incremental_walk, walk_segment)
 from ._kernels.qalsh_rounds import RunLog
 from .qalsh import QALSHBuilder
+from .metadata import catalog_array
 from .trees import TREES_KIND, ProjectionTrees
 
 __all__ = ["ILSHBuilder", "ILSHSearcher"]
@@ -74,9 +73,8 @@ class ILSHSearcher:
     """
 
     def __init__(self, open_file, meta, arrays, params, n):
-        trees_file = open_file(meta["files"]["trees"], TREES_KIND)
-        self.trees = ProjectionTrees(trees_file, [TreeInfo.from_dict(t) for t in meta["trees"]],
-                                     arrays[meta["hash"]["a"]])
+        trees_file = open_file(meta.trees_file, TREES_KIND)
+        self.trees = ProjectionTrees(trees_file, meta.trees, catalog_array(arrays, meta.a))
         self.params = params
         self.n = n
         self.m = m = self.trees.m

@@ -31,6 +31,7 @@ from . import __version__
 from .datasets import open_source, read_queries
 from .errors import CorruptIndexError, IndexExistsError, NotAnIndexError
 from . import registry
+from .metadata import INDEX_FORMAT, INDEX_VERSION, IndexMeta
 from .search import RoundSearch, SearchOptions
 from .vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
 from .verify import check_file, seal_build, verify_index
@@ -39,8 +40,6 @@ from ._units import parse_bytes
 __all__ = ["build", "open", "Index", "SearchStats", "ALGORITHMS", "INDEX_FORMAT",
            "INDEX_VERSION"]
 
-INDEX_FORMAT = "lshdisk-index"
-INDEX_VERSION = (1, 1)
 #: Registered method names (:mod:`lshdisk.registry`).
 ALGORITHMS = registry.names()
 
@@ -373,10 +372,10 @@ class _Reader:
         self.counter = IOCounter()
         self.files = []
         try:
-            vec_file = self._open_file(index, index.meta["files"]["vectors"], VECTORS_KIND)
+            vec_file = self._open_file(index, index.metadata.files["vectors"], VECTORS_KIND)
             self.vectors = VectorStore(vec_file)
             searcher = index._method.searcher(
-                lambda name, kind: self._open_file(index, name, kind), index.meta,
+                lambda name, kind: self._open_file(index, name, kind), index.metadata.method,
                 index._arrays, index.params, self.vectors.n)
             self.search = RoundSearch(searcher, self.vectors, self.counter, index.params.beta)
         except BaseException:
@@ -443,24 +442,19 @@ class Index:
         except (StorageError, KeyError) as exc:
             raise NotAnIndexError(f"{self.path} is not a readable lshdisk index ({exc}); rebuild "
                                   f"it with 'lshdisk build'") from exc
-        if meta.get("format") != INDEX_FORMAT:
-            raise NotAnIndexError(f"{self.path} is not an lshdisk index (format "
-                                  f"{meta.get('format')!r})")
-        major = meta["format_version"][0]
-        if major != INDEX_VERSION[0]:
-            raise NotAnIndexError(f"{self.path} has index format {major}.x; this lshdisk reads "
-                                  f"{INDEX_VERSION[0]}.x: rebuild the index or upgrade lshdisk")
+        self.metadata = IndexMeta.from_dict(meta, path=self.path,
+                                            method_meta=lambda a: registry.method(a).meta_cls)
         self.meta = meta
-        self.algorithm = meta["algorithm"]
-        self.n = meta["dataset"]["n"]
-        self.d = meta["dataset"]["d"]
-        self.dtype = np.dtype(meta["dataset"]["dtype"])
+        self.algorithm = self.metadata.algorithm
+        self._method = registry.method(self.algorithm)
+        dataset = self.metadata.dataset
+        self.n, self.d = dataset.n, dataset.d
         try:
-            self._method = registry.method(self.algorithm)
-        except ValueError as exc:
-            raise NotAnIndexError(f"{self.path} holds a {self.algorithm!r} index, which this "
-                                  f"lshdisk cannot search: upgrade lshdisk") from exc
-        self.params = self._method.params_cls(**meta["params"])
+            self.dtype = np.dtype(dataset.dtype)
+            self.params = self._method.params_cls(**self.metadata.params)
+        except (TypeError, ValueError) as exc:
+            raise CorruptIndexError(f"{self.path}: the index metadata's dtype or parameters are "
+                                    f"damaged ({exc}); rebuild the index") from exc
         self._arrays = arrays
         self.buffer_pool = BufferPool(cache)
         first = self._new_reader()
@@ -674,7 +668,7 @@ class Index:
 
     def info(self):
         """Index metadata for people and programs (dict, JSON-ready)."""
-        meta = self.meta
+        meta = self.metadata
         files = {}
         for pf in self._readers[0].files:
             files[os.path.basename(pf.path)] = {"pages": pf.page_count,
@@ -682,18 +676,19 @@ class Index:
         return {
             "path": self.path,
             "algorithm": self.algorithm,
-            "format_version": ".".join(map(str, meta["format_version"])),
+            "format_version": ".".join(map(str, meta.format_version)),
             "n": self.n, "d": self.d, "dtype": self.dtype.name,
-            "page_size": meta["page_size"],
-            "seed": meta["seed"],
-            "preset": meta.get("preset"),
-            "params": meta["params"],
-            "dataset": meta["dataset"],
+            "page_size": meta.page_size,
+            "seed": meta.seed,
+            "preset": meta.preset,
+            "params": meta.params,
+            "dataset": meta.dataset.to_dict(),
+            "unit": meta.method.unit.to_dict(),
             "structure": self._searcher.describe(),
             "vectors": {"points_per_page": self.vectors.points_per_page},
             "files": files,
             "index_bytes": sum(f["bytes"] for f in files.values()),
-            "build": meta["build"],
+            "build": meta.build.to_dict(),
         }
 
     def _check_open(self):

@@ -55,7 +55,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from storage import BulkLoader, PageFile, TreeInfo, id_bits_for
+from storage import BulkLoader, PageFile, id_bits_for
 from storage.extsort import ExternalSorter, float32_to_ordered_u32, ordered_u32_to_float32
 from ._kernels.counting import FLOOR, N_TOUCHED, new_counting, safe_tables
 from ._kernels.projection import project_rows
@@ -64,6 +64,7 @@ from ._kernels.qalsh_rounds import (CAP_REACHED, DIR_NODE, DONE, LOG_FULL, NEED_
                                     median_head_distance, place_cursors, plan_runs, reset_query,
                                     scan_round, scan_sides)
 from .scale import UnitSample, draw_sample_ids
+from .metadata import catalog_array
 from .trees import TREES_FILE, TREES_KIND, ProjectionTrees
 
 __all__ = ["QALSHBuilder", "QALSHSearcher", "TREES_FILE", "TREES_KIND", "draw_projections"]
@@ -194,8 +195,8 @@ class QALSHSearcher:
     open_file : callable
         ``open_file(name, kind)`` opens one of the index's page files with the searcher's
         counter and the index's buffer pool.
-    meta : dict
-        The index metadata written by :meth:`QALSHBuilder.finish` (files, hash, trees).
+    meta : lshdisk.metadata.TreesMeta
+        The index's trees (what :meth:`QALSHBuilder.finish` wrote).
     arrays : dict of ndarray
         The catalog arrays (``"qalsh/a"``: float32 (m, d) projection vectors).
     params : QALSHParams
@@ -211,9 +212,8 @@ class QALSHSearcher:
     """
 
     def __init__(self, open_file, meta, arrays, params, n):
-        trees_file = open_file(meta["files"]["trees"], TREES_KIND)
-        self.trees = ProjectionTrees(trees_file, [TreeInfo.from_dict(t) for t in meta["trees"]],
-                                     arrays[meta["hash"]["a"]])
+        trees_file = open_file(meta.trees_file, TREES_KIND)
+        self.trees = ProjectionTrees(trees_file, meta.trees, catalog_array(arrays, meta.a))
         self.params = params
         self.n = n
         self.m = m = self.trees.m
@@ -221,7 +221,7 @@ class QALSHSearcher:
         #: T1 holds when the k-th candidate lies within c R.
         self.c = params.c
         #: The data unit: radii are u c^j (1 for indexes built without one).
-        self.unit = float(meta.get("unit", {}).get("u", 1.0))
+        self.unit = meta.unit.u
         ps = trees_file.page_size
         self._pages = np.zeros((2, m, ps), dtype=np.uint8)
         self._keyfmt = np.zeros((2, m, 3), dtype=np.float64)

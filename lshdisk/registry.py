@@ -12,6 +12,7 @@ from typing import Callable, Protocol
 
 from .c2lsh import C2LSHBuilder, C2LSHSearcher
 from .ilsh import ILSHBuilder, ILSHSearcher
+from .metadata import TablesMeta, TreesMeta
 from .params import PRESETS, C2LSHParams, QALSHParams, c2lsh_params, qalsh_params
 from .qalsh import QALSHBuilder, QALSHSearcher
 
@@ -59,7 +60,10 @@ class Method:
         A :class:`Builder`.
     searcher : type
         ``searcher(open_file, meta, arrays, params, n)`` -> a
-        :class:`lshdisk.search.RoundSearcher`.
+        :class:`lshdisk.search.RoundSearcher`; ``meta`` is the method's typed metadata.
+    meta_cls : type
+        The method's part of the index document (:mod:`lshdisk.metadata`), read with
+        ``meta_cls.from_dict(document)``.
     presets : dict
         Preset name -> parameter overrides.
     """
@@ -70,6 +74,7 @@ class Method:
     params_cls: type
     builder: type
     searcher: type
+    meta_cls: type
     presets: dict = field(default_factory=dict)
 
 
@@ -117,12 +122,12 @@ def _presets(name):
 
 register(Method(name="c2lsh", title="C2LSH (Gan et al., SIGMOD 2012): sorted bucket runs",
                 params_fn=c2lsh_params, params_cls=C2LSHParams, builder=C2LSHBuilder,
-                searcher=C2LSHSearcher, presets=_presets("c2lsh")))
+                searcher=C2LSHSearcher, meta_cls=TablesMeta, presets=_presets("c2lsh")))
 register(Method(name="qalsh", title="QALSH (Huang et al., PVLDB 2015): B+-trees, query-aware "
                                     "buckets",
                 params_fn=qalsh_params, params_cls=QALSHParams, builder=QALSHBuilder,
-                searcher=QALSHSearcher, presets=_presets("qalsh")))
+                searcher=QALSHSearcher, meta_cls=TreesMeta, presets=_presets("qalsh")))
 register(Method(name="ilsh", title="I-LSH (Liu et al., ICDE 2019): QALSH's trees, incremental "
                                    "search",
                 params_fn=qalsh_params, params_cls=QALSHParams, builder=ILSHBuilder,
-                searcher=ILSHSearcher, presets=_presets("ilsh")))
+                searcher=ILSHSearcher, meta_cls=TreesMeta, presets=_presets("ilsh")))

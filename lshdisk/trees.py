@@ -11,6 +11,7 @@ import numpy as np
 
 from storage import BPlusTree, TreeInfo
 
+from .errors import CorruptIndexError
 from ._kernels.projection import project_one
 from ._kernels.qalsh_rounds import Cursors, RunLog, descend, descend_raw, hold_dirs
 
@@ -34,7 +35,7 @@ class ProjectionTrees:
 
     Raises
     ------
-    CorruptIndexError-compatible ValueError
+    CorruptIndexError
         If the trees do not all have one height, or their number is not m.
 
     Notes
@@ -48,10 +49,12 @@ class ProjectionTrees:
         self.a = np.ascontiguousarray(a, dtype=np.float32)
         self.m = self.a.shape[0]
         if len(self.trees) != self.m:
-            raise ValueError(f"the index has {len(self.trees)} trees for {self.m} projections")
+            raise CorruptIndexError(f"the index has {len(self.trees)} trees for {self.m} "
+                                    f"projections: rebuild it")
         heights = {tree.info.height for tree in self.trees}
         if len(heights) != 1:
-            raise ValueError(f"the trees of a QALSH index have one height, got {sorted(heights)}")
+            raise CorruptIndexError(f"the trees of a QALSH index have one height, got "
+                                    f"{sorted(heights)}: rebuild the index")
         self.height = heights.pop()
         self.id_bits = self.trees[0].info.id_bits
         #: Per table: first leaf page, leaves, first directory page, fanout (int64 (m, 4)).

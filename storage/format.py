@@ -75,6 +75,49 @@ The parent directory is fsynced after each switch. Leftovers ``T.building-PID-*`
 process is gone, ``T.replaced-*`` and free lock files are removed by the next build or
 open in the same directory, under ``T``'s lock.
 
+The index document (catalog entry ``index``, read by ``lshdisk.metadata``)
+--------------------------------------------------------------------------
+
+A JSON object (catalog framing in :mod:`storage.catalog`). Format 1.x; a reader refuses an
+unknown major version (its own error, apart from "not an index" and "corrupt") and reads a
+newer minor version, ignoring fields it does not know. A field missing or of the wrong type
+makes the index corrupt.
+
+=========================  ===============  ===================================================
+field                      type             meaning
+=========================  ===============  ===================================================
+``format``                 str              ``"lshdisk-index"``
+``format_version``         [int, int]       [major, minor], 1.1 here
+``lshdisk_version``        str              the version that built the index
+``algorithm``              str              a registered method: c2lsh, qalsh, ilsh
+``preset``                 str or null      the parameter preset given to the build
+``params``                 object           the method's parameters (c, w, delta, beta, m, l,
+                                            p1, p2, ...), as its parameter dataclass
+``seed``                   int              the seed of the hash functions and the sample
+``page_size``              int              bytes per page of every page file
+``dataset``                object           ``n``, ``d`` (int >= 1), ``dtype`` (numpy name),
+                                            ``format``, ``source``, ``fingerprint``
+``build``                  object           ``memory_limit_bytes``, ``seconds``,
+                                            ``bytes_written``
+``files``                  object           role -> file name: ``vectors`` and ``trees``
+                                            (QALSH, I-LSH) or ``tables`` (C2LSH)
+``build_id``               str              hex, 16 bytes; equals every page file's header
+``file_facts``             object           file name -> ``kind``, ``page_size``,
+                                            ``page_count``, ``digest``
+``hash``                   object           ``a`` (and C2LSH's ``b``): catalog array names;
+                                            ``shape`` [m, d]; how they were drawn
+``unit``                   object           the data unit: ``u`` (> 0), ``given`` (bool), the
+                                            estimate's figures (``lshdisk.scale``); absent in
+                                            indexes built before it: u = 1 for QALSH and I-LSH
+``trees``                  list             QALSH and I-LSH: one object per projection, the
+                                            fields of ``storage.TreeInfo``
+``tables``, ``directory``  object           C2LSH: per-table columns (``first_page``,
+                                            ``n_pages``, ``n_entries``, ``key_min``,
+                                            ``key_max``, ``dir_entry``: m ints each) and the
+                                            directory's ``storage.sorted_run.DirectoryInfo``
+``origin``, ``id_bits``    int              C2LSH: the virtual buckets' origin; id width
+=========================  ===============  ===================================================
+
 B+-tree node payloads (:mod:`storage.btree`)
 --------------------------------------------
 

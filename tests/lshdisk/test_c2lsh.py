@@ -18,6 +18,7 @@ import lshdisk
 from lshdisk.c2lsh import (TABLES_KIND, C2LSHBuilder, C2LSHSearcher, b_scale, bucket_origin,
                            choose_unit)
 from lshdisk.evaluate import overall_ratio, recall_at_k
+from lshdisk.metadata import TablesMeta
 from lshdisk.search import RoundSearch, SearchOptions
 from lshdisk.params import PRESETS, C2LSHParams, c2lsh_collision_prob, c2lsh_params
 from lshdisk.vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
@@ -220,7 +221,7 @@ def hand_index(tmp_path):
     vw = VectorStoreWriter(str(tmp_path / "vectors.pages"), d=1, dtype=np.float32, page_size=512)
     vw.append(HAND_X[:, None])
     vw.finish()
-    meta = {"files": {"tables": "tables.pages"}, "hash": {"a": "a", "b": "b"},
+    meta = {"files": {"tables": "tables.pages"}, "hash": {"a": "a", "b": "b", "shape": [2, 1]},
             "unit": {"u": 1.0}, "origin": 0, "directory": directory.to_dict(),
             "tables": {name: [getattr(r, name) for r in runs] for name in
                        ("first_page", "n_pages", "n_entries", "key_min", "key_max", "dir_entry")}}
@@ -234,7 +235,7 @@ def hand_index(tmp_path):
 
     vectors = VectorStore(open_file("vectors.pages", VECTORS_KIND))
     params = dataclasses.replace(c2lsh_params(12, c=2, delta=0.1, beta=0.5), m=2, l=2)
-    searcher = RoundSearch(C2LSHSearcher(open_file, meta,
+    searcher = RoundSearch(C2LSHSearcher(open_file, TablesMeta.from_dict(meta),
                                          {"a": np.ones((2, 1), np.float32), "b": b}, params,
                                          vectors.n), vectors, counter, params.beta)
     yield searcher, counter, files["tables.pages"].file_id, files["vectors.pages"].file_id

@@ -13,6 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
+import re
+
 import numpy as np
 import pytest
 
@@ -515,9 +517,38 @@ def _set_format_version(index_dir, version):
 
 
 def test_index_unknown_major_version_is_refused(index_copy):
+    """An unknown major version has its own error: neither "not an index" nor "corrupt"."""
     _set_format_version(index_copy, [2, 0])
-    with pytest.raises(lshdisk.NotAnIndexError, match=r"format 2\.x"):
+    with pytest.raises(lshdisk.UnsupportedIndexVersionError, match=r"format 2\.0") as info:
         lshdisk.open(index_copy)
+    assert not isinstance(info.value, (lshdisk.NotAnIndexError, lshdisk.CorruptIndexError))
+
+
+def _edit_index_document(path, edit):
+    from storage.catalog import Catalog
+    with Catalog.open(path / "catalog", readonly=False) as catalog:
+        meta = catalog.get_json("index")
+        edit(meta)
+        catalog.put_json("index", meta)
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda m: m.pop("dataset"), "dataset is missing"),
+    (lambda m: m["dataset"].update(n="many"), "dataset.n should be int"),
+    (lambda m: m["trees"][0].update(hehght=3), "a tree's description is damaged"),
+    (lambda m: m.pop("trees"), "index.trees is missing"),
+    (lambda m: m["hash"].update(a="qalsh/b"), "names the array 'qalsh/b'"),
+    (lambda m: m["params"].update(m="65"), "parameters are damaged"),
+    (lambda m: m.update(format_version="1.1"), "format_version should be"),
+    (lambda m: m["unit"].update(u=-1.0), "unit.u = -1.0"),
+])
+def test_index_damaged_metadata_is_a_corrupt_index_error(index_copy, edit, needle):
+    """A readable document of the right format with a bad field: one CorruptIndexError line
+    naming the field, never a KeyError, TypeError or ValueError of our own."""
+    _edit_index_document(index_copy, edit)
+    with pytest.raises(lshdisk.CorruptIndexError, match=re.escape(needle)) as info:
+        lshdisk.open(index_copy)
+    assert "\n" not in str(info.value)
 
 
 def test_index_newer_minor_version_still_opens(index_copy, tiny_data):
