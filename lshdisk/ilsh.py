@@ -42,7 +42,6 @@ from ._kernels.ilsh import (CAP_REACHED, EXHAUSTED, FRESH, LOG_FULL, NEED_PAGE, 
                             init_cursors, incremental_walk, walk_segment)
 from ._kernels.qalsh_rounds import RunLog
 from .qalsh import QALSHBuilder
-from .metadata import catalog_array
 from .trees import TREES_KIND, ProjectionTrees
 
 __all__ = ["ILSHBuilder", "ILSHSearcher"]
@@ -73,8 +72,8 @@ class ILSHSearcher:
     """
 
     def __init__(self, open_file, meta, arrays, params, n):
-        trees_file = open_file(meta.trees_file, TREES_KIND)
-        self.trees = ProjectionTrees(trees_file, meta.trees, catalog_array(arrays, meta.a))
+        self.trees = ProjectionTrees.open(open_file, meta, arrays)
+        trees_file = self.trees.file
         self.params = params
         self.n = n
         self.m = m = self.trees.m

@@ -92,8 +92,17 @@ def check_version(doc, path):
     return tuple(version)
 
 
+class _Fields:
+    """``to_dict`` of a flat metadata dataclass: its fields as a JSON-ready dict."""
+
+    __slots__ = ()
+
+    def to_dict(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DatasetMeta:
+class DatasetMeta(_Fields):
     """The indexed data: n points of d coordinates of ``dtype``, read from ``source``."""
 
     n: int
@@ -115,12 +124,9 @@ class DatasetMeta:
                    source=_get(doc, "source", (str, type(None)), w, None),
                    fingerprint=doc.get("fingerprint"))
 
-    def to_dict(self):
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BuildMeta:
+class BuildMeta(_Fields):
     """How the index was built: the memory limit (bytes), seconds and bytes written."""
 
     memory_limit_bytes: int
@@ -133,9 +139,6 @@ class BuildMeta:
         return cls(memory_limit_bytes=_get(doc, "memory_limit_bytes", int, w),
                    seconds=float(_get(doc, "seconds", (int, float), w)),
                    bytes_written=_get(doc, "bytes_written", int, w))
-
-    def to_dict(self):
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

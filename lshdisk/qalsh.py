@@ -64,7 +64,6 @@ from ._kernels.qalsh_rounds import (CAP_REACHED, DIR_NODE, DONE, LOG_FULL, NEED_
                                     median_head_distance, place_cursors, plan_runs, reset_query,
                                     scan_round, scan_sides)
 from .scale import UnitSample, draw_sample_ids
-from .metadata import catalog_array
 from .trees import TREES_FILE, TREES_KIND, ProjectionTrees
 
 __all__ = ["QALSHBuilder", "QALSHSearcher", "TREES_FILE", "TREES_KIND", "draw_projections"]
@@ -212,8 +211,8 @@ class QALSHSearcher:
     """
 
     def __init__(self, open_file, meta, arrays, params, n):
-        trees_file = open_file(meta.trees_file, TREES_KIND)
-        self.trees = ProjectionTrees(trees_file, meta.trees, catalog_array(arrays, meta.a))
+        self.trees = ProjectionTrees.open(open_file, meta, arrays)
+        trees_file = self.trees.file
         self.params = params
         self.n = n
         self.m = m = self.trees.m

@@ -12,6 +12,7 @@ import numpy as np
 from storage import BPlusTree, TreeInfo
 
 from .errors import CorruptIndexError
+from .metadata import catalog_array
 from ._kernels.projection import project_one
 from ._kernels.qalsh_rounds import Cursors, RunLog, descend, descend_raw, hold_dirs
 
@@ -73,6 +74,13 @@ class ProjectionTrees:
         self._no_dirs = Cursors(np.zeros((2, 1, 1), np.uint8), np.zeros((2, 1, 4), np.int64),
                                 np.zeros((2, 1, 3)), np.zeros((2, 1, 1)),
                                 np.zeros((2, 1, 2), np.int64))
+
+    @classmethod
+    def open(cls, open_file, meta, arrays):
+        """The trees of an index: ``open_file(name, kind)`` opens its trees file, ``meta`` is
+        its :class:`lshdisk.metadata.TreesMeta`, ``arrays`` its catalog arrays."""
+        return cls(open_file(meta.trees_file, TREES_KIND), meta.trees,
+                   catalog_array(arrays, meta.a))
 
     def describe(self, n):
         """The index structure, for ``lshdisk info``."""

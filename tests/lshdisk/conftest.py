@@ -148,3 +148,18 @@ def mnist_queries(mnist_dir):
     q = lshdisk.read_queries(mnist_dir / "Mnist.q", format="raw", dtype="uint8", dim=50)
     gt_d, gt_i = lshdisk.read_groundtruth(mnist_dir / "Mnist.gt2.0", n_queries=100)
     return SimpleNamespace(q=q, gt_d=gt_d, gt_i=gt_i)
+
+
+def _flip_byte(path, offset, mask=0xFF):
+    """Damage a file: XOR the byte at ``offset`` with ``mask``."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ mask]))
+
+
+@pytest.fixture(scope="session")
+def flip_byte():
+    """``flip_byte(path, offset, mask=0xFF)``: XOR one byte of a file (to damage a page)."""
+    return _flip_byte

@@ -562,7 +562,7 @@ def test_c2lsh_counts_are_zero_after_each_query_whether_or_not_touched_ids_overf
 
 
 def test_c2lsh_a_damaged_table_page_read_by_the_compiled_round_raises(clustered, c2lsh_clustered,
-                                                                       tmp_path):
+                                                                       tmp_path, flip_byte):
     import shutil
     from storage.errors import CorruptPageError
     path = c2lsh_clustered[0]
@@ -573,11 +573,7 @@ def test_c2lsh_a_damaged_table_page_read_by_the_compiled_round_raises(clustered,
         *_, runs, _ = _logged_search(index, clustered.q[:1], 10, compiled=True)
     first, count = runs[len(runs) // 2]  # a run of the table pages, past the directory
     victim = first + count - 1
-    with open(copy / "tables.pages", "r+b") as f:
-        f.seek(victim * ps + 40)
-        byte = f.read(1)
-        f.seek(victim * ps + 40)
-        f.write(bytes([byte[0] ^ 0x5A]))
+    flip_byte(copy / "tables.pages", victim * ps + 40, 0x5A)
     with lshdisk.open(copy) as index:
         with pytest.raises(CorruptPageError, match=f"page {victim} "):
             index.search(clustered.q[0], 10, threads=1)

@@ -168,7 +168,7 @@ def test_ilsh_compiled_walk_reads_what_the_walk_through_the_page_file_reads(
 
 
 def test_ilsh_a_damaged_leaf_read_by_the_compiled_walk_raises(clustered, clustered_ilsh_dir,
-                                                               tmp_path):
+                                                               tmp_path, flip_byte):
     import shutil
     from storage.errors import CorruptPageError
     copy = tmp_path / "damaged"
@@ -177,11 +177,7 @@ def test_ilsh_a_damaged_leaf_read_by_the_compiled_walk_raises(clustered, cluster
         ps = index.meta["page_size"]
         *_, pages = _logged_walk(index, clustered.q[:1], 10, True)
     victim = pages[len(pages) // 2]
-    with open(copy / "trees.pages", "r+b") as f:
-        f.seek(victim * ps + 64)
-        byte = f.read(1)
-        f.seek(victim * ps + 64)
-        f.write(bytes([byte[0] ^ 0x21]))
+    flip_byte(copy / "trees.pages", victim * ps + 64, 0x21)
     with lshdisk.open(copy) as index:
         with pytest.raises(CorruptPageError, match=f"page {victim} "):
             index.search(clustered.q[0], 10, threads=1)

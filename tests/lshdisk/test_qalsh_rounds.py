@@ -202,7 +202,8 @@ def test_the_compiled_round_reads_what_the_round_through_page_file_methods_reads
 
 
 @pytest.mark.parametrize("where", ["descent", "round"])
-def test_a_damaged_page_read_by_the_compiled_descent_or_round_raises(tall, tmp_path, where):
+def test_a_damaged_page_read_by_the_compiled_descent_or_round_raises(tall, tmp_path, where,
+                                                                     flip_byte):
     import shutil
     from storage.errors import CorruptPageError
     x, q, path = tall
@@ -213,11 +214,7 @@ def test_a_damaged_page_read_by_the_compiled_descent_or_round_raises(tall, tmp_p
         (_, _, _, pages), = _recorded_search(index, q[:1], K)[0]
     # The descent reads a root, a directory node and a leaf per tree, then the rounds.
     victim = pages[m + 3] if where == "descent" else pages[3 * m + 5]
-    with open(copy / "trees.pages", "r+b") as f:
-        f.seek(victim * 512 + 100)
-        byte = f.read(1)
-        f.seek(victim * 512 + 100)
-        f.write(bytes([byte[0] ^ 0xFF]))
+    flip_byte(copy / "trees.pages", victim * 512 + 100)
     with lshdisk.open(copy) as index:
         with pytest.raises(CorruptPageError, match=f"page {victim} "):
             index.search(q[0], K, threads=1)
