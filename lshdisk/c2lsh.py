@@ -538,7 +538,7 @@ class C2LSHSearcher:
         while t < m:
             g = safe_tables(nums, l, m - t, reached, floor)
             t_end, n_runs = t, 0
-            if g and not pf.buffer_pool.capacity_bytes:
+            if g and not pf.pooled:
                 t_end, n_runs = plan_batch(t, t + g, self._run_pages, radius, origin, tables, pos,
                                            plan)
             if t_end > t:

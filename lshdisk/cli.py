@@ -16,6 +16,7 @@ import numpy as np
 
 from . import registry
 from .errors import LshdiskError
+from .termination import POLICIES
 from storage.errors import StorageError
 
 __all__ = ["main"]
@@ -259,7 +260,7 @@ _policy_options = [
     click.option("--max-candidates", type=click.IntRange(min=1), default=None,
                  help="Candidate cap (>= k) instead of T2's k + beta*n: trades page reads for "
                       "recall in every method."),
-    click.option("--termination", type=click.Choice(["paper", "budget"]), default="paper",
+    click.option("--termination", type=click.Choice(list(POLICIES)), default="paper",
                  show_default=True,
                  help="paper: stop at T1 (k candidates within c*R) or T2 (the cap); budget: T2 "
                       "alone, widening rounds until the cap."),

@@ -508,7 +508,7 @@ class PageFile:
             raise ClosedFileError(f"{self.path} is closed")
         if out.ndim != 2 or out.shape[1] != self.page_size or not out.flags.c_contiguous:
             raise ValueError(f"out must be a C-contiguous (rows, {self.page_size}) uint8 array")
-        if pooled and self.buffer_pool.capacity_bytes:
+        if pooled and self.pooled:
             self._read_pooled(firsts, counts, out)
         else:
             self._read_device(firsts, counts, out)
@@ -633,6 +633,13 @@ class PageFile:
                 return r
         return len(counts)  # pragma: no cover - bad < n_rows
 
+    @property
+    def pooled(self):
+        """The buffer-pool rule: True when reads (but a scan by :meth:`read_run`) go through
+        the buffer pool, page by page; compiled scans (:meth:`raw_reader`) then read through
+        this object's methods too."""
+        return bool(self.buffer_pool.capacity_bytes)
+
     # ------------------------------------------------------------------ compiled readers
     def raw_reader(self):
         """What a compiled scan needs to read this file's pages itself, or None.
@@ -654,7 +661,7 @@ class PageFile:
         """
         if self._fd is None:
             raise ClosedFileError(f"{self.path} is closed")
-        if self.buffer_pool.capacity_bytes:
+        if self.pooled:
             return None
         pread, crc = libc_pread(), zlib_ng_crc32()
         if pread is None or not crc:
