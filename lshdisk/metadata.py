@@ -191,8 +191,8 @@ class TreesMeta:
             raise CorruptIndexError(f"index metadata: {len(infos)} trees for m = {shape[0]} "
                                     f"projections: the catalog is damaged; rebuild the index")
         return cls(trees_file=_get(files, "trees", str, "files"),
-                   a=_get(hash_, "a", str, "hash"), shape=shape, unit=UnitMeta.from_dict(doc.get("unit"), default_u=1.0),
-                   trees=infos)
+                   a=_get(hash_, "a", str, "hash"), shape=shape,
+                   unit=UnitMeta.from_dict(doc.get("unit"), default_u=1.0), trees=infos)
 
 
 #: Columns of C2LSH's per-table lists in its metadata.
