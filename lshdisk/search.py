@@ -121,10 +121,12 @@ class SearchOptions:
 #: - ``n_candidates``, ``n_verified``: candidates found, and verified;
 #: - ``kth_distance``: the k-th smallest verified distance, +inf with fewer than k;
 #: - ``entries``: index entries taken so far;
-#: - ``page_reads``: pages the query has read so far.
+#: - ``page_reads``: pages the query has read so far;
+#: - ``stale_rounds``: rounds since the top-k last changed (a candidate entered it), counted
+#:   once k candidates are verified (0 before).
 RoundView = namedtuple("RoundView", ["round", "k", "cap", "c", "radius", "c_radius",
                                      "n_candidates", "n_verified", "kth_distance", "entries",
-                                     "page_reads"])
+                                     "page_reads", "stale_rounds"])
 
 
 class RoundSearcher(Protocol):
@@ -207,6 +209,7 @@ class RoundSearch:
         kth = math.inf
         view = None
         rnd = 0
+        last_change = 0  # the round in which the top-k last changed
         try:
             step.begin(q)
             while True:
@@ -216,12 +219,16 @@ class RoundSearch:
                 if n_cands > n_verified:
                     cand_sq[n_verified:n_cands] = self.vectors.sq_distances(
                         cands[n_verified:n_cands], q64)
+                    before, kth_before = n_verified, kth
                     n_verified = n_cands
                     if n_verified >= k:
                         kth = math.sqrt(np.partition(cand_sq[:n_verified], k - 1)[k - 1])
+                    if before < k or kth < kth_before:
+                        last_change = rnd
                 view = RoundView(rnd, k, cap, step.c, step.radius, step.c_radius, n_cands,
                                  n_verified, kth, int(nums[N_ENTRIES]),
-                                 counter.page_reads - reads0)
+                                 counter.page_reads - reads0,
+                                 rnd - last_change if n_verified >= k else 0)
                 if tracing:
                     rows.append(self._trace_row(view, counter.snapshot().delta(io0),
                                                    cand_sq[:n_verified]))

@@ -17,15 +17,17 @@ The contract, :class:`TerminationPolicy`:
   there, and the policy must then stop (``should_stop`` true at a view whose ``c_radius``
   equals the limit), else the walk ends the search itself.
 
-Implemented: :class:`PaperTermination` (T1 and T2 of C2LSH, QALSH and I-LSH, the default) and
-:class:`CandidateBudget` (T2 only: verify up to the cap, widening rounds as needed).
+Implemented: :class:`PaperTermination` (T1 and T2 of C2LSH, QALSH and I-LSH, the default),
+:class:`CandidateBudget` (T2 only: verify up to the cap, widening rounds as needed), and the
+baselines a learned rule is measured against: :class:`PageBudget` (a fixed page budget per
+query) and :class:`Patience` (stop after N rounds without a change of the top-k).
 """
 
 import math
 from typing import Protocol, runtime_checkable
 
-__all__ = ["TerminationPolicy", "PaperTermination", "CandidateBudget", "paper_cap",
-           "POLICIES", "termination_policy"]
+__all__ = ["TerminationPolicy", "PaperTermination", "CandidateBudget", "PageBudget", "Patience",
+           "paper_cap", "POLICIES", "termination_policy"]
 
 
 def paper_cap(k, n, beta):
@@ -94,6 +96,70 @@ class CandidateBudget:
 
     def __repr__(self):
         return "CandidateBudget()"
+
+
+class PageBudget:
+    """A fixed page budget: stop after the first round at whose end the query has read at
+    least ``max_pages`` pages (or at T2). The budget is checked between rounds, so a query may
+    read past it by up to one round.
+
+    Raises
+    ------
+    ValueError
+        If ``max_pages`` is not a positive int.
+    """
+
+    name = "pages"
+    __slots__ = ("max_pages",)
+
+    def __init__(self, max_pages):
+        if isinstance(max_pages, bool) or not isinstance(max_pages, int) or max_pages < 1:
+            raise ValueError(f"max_pages must be a positive int, got {max_pages!r}")
+        self.max_pages = max_pages
+
+    def candidate_cap(self, k, n, beta):
+        return paper_cap(k, n, beta)
+
+    def should_stop(self, view):
+        return view.page_reads >= self.max_pages
+
+    def radius_limit(self, view):
+        return math.inf
+
+    def __repr__(self):
+        return f"PageBudget({self.max_pages})"
+
+
+class Patience:
+    """Stop once k candidates are verified and the top-k has not changed for ``rounds``
+    rounds (or at T2): the patience rule of graph-search early termination, over rounds of
+    virtual rehashing (for I-LSH, walk segments).
+
+    Raises
+    ------
+    ValueError
+        If ``rounds`` is not a positive int.
+    """
+
+    name = "patience"
+    __slots__ = ("rounds",)
+
+    def __init__(self, rounds):
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(f"rounds must be a positive int, got {rounds!r}")
+        self.rounds = rounds
+
+    def candidate_cap(self, k, n, beta):
+        return paper_cap(k, n, beta)
+
+    def should_stop(self, view):
+        return view.n_verified >= view.k and view.stale_rounds >= self.rounds
+
+    def radius_limit(self, view):
+        return math.inf
+
+    def __repr__(self):
+        return f"Patience({self.rounds})"
 
 
 #: Policies by name, for the CLI and ``index.search(..., termination="budget")``.
