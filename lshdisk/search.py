@@ -32,7 +32,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ._kernels.counting import N_CANDS, N_ENTRIES, N_TOUCHED, start_counting
+from ._kernels.counting import CAP, N_CANDS, N_ENTRIES, N_TOUCHED, start_counting
 from .termination import PaperTermination, termination_policy
 
 __all__ = ["SearchOptions", "RoundView", "RoundSearch", "RoundSearcher", "TRACE_DTYPE",
@@ -210,6 +210,7 @@ class RoundSearch:
         view = None
         rnd = 0
         last_change = 0  # the round in which the top-k last changed
+        adjust = getattr(policy, "cap_after", None)
         try:
             step.begin(q)
             while True:
@@ -225,15 +226,23 @@ class RoundSearch:
                         kth = math.sqrt(np.partition(cand_sq[:n_verified], k - 1)[k - 1])
                     if before < k or kth < kth_before:
                         last_change = rnd
-                view = RoundView(rnd, k, cap, step.c, step.radius, step.c_radius, n_cands,
-                                 n_verified, kth, int(nums[N_ENTRIES]),
+                view = RoundView(rnd, k, int(nums[CAP]), step.c, step.radius, step.c_radius,
+                                 n_cands, n_verified, kth, int(nums[N_ENTRIES]),
                                  counter.page_reads - reads0,
                                  rnd - last_change if n_verified >= k else 0)
                 if tracing:
                     rows.append(self._trace_row(view, counter.snapshot().delta(io0),
                                                    cand_sq[:n_verified]))
                 rnd += 1
-                if capped or policy.should_stop(view) or not step.next_round():
+                if capped or policy.should_stop(view):
+                    break
+                if adjust is not None:  # a policy may lower (or raise, up to T2) the cap
+                    new_cap = adjust(view)
+                    if new_cap is not None:
+                        nums[CAP] = max(1, min(int(new_cap), cap))
+                        if nums[CAP] <= n_cands:
+                            break
+                if not step.next_round():
                     break
         finally:
             step.end()

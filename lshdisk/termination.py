@@ -16,6 +16,10 @@ The contract, :class:`TerminationPolicy`:
   (+inf when it has none). Rounds of fixed radius ignore it; I-LSH's incremental walk pauses
   there, and the policy must then stop (``should_stop`` true at a view whose ``c_radius``
   equals the limit), else the walk ends the search itself.
+- ``cap_after(view)``, optional: after a round the search did not stop at, a new candidate
+  cap for the rest of the query (None: unchanged), clamped to [1, the first cap]. The scans
+  stop at it inside the next rounds, as at T2; a cap at or below the candidates found ends
+  the search. For rules that predict a query's budget after a warm-up.
 
 Implemented: :class:`PaperTermination` (T1 and T2 of C2LSH, QALSH and I-LSH, the default),
 :class:`CandidateBudget` (T2 only: verify up to the cap, widening rounds as needed), and the

@@ -93,3 +93,36 @@ def test_max_candidates_caps_every_method(clustered, clustered_index_dir):
         _, _, st = index.search(clustered.q[:20], K, return_stats=True, max_candidates=25,
                                 termination="budget")
     assert np.all(st.candidates == 25)
+
+
+class _CapAfterFirstCandidates:
+    """Verify 3 more candidates after the first round that finds any (a budget predicted
+    after a warm-up, in miniature)."""
+
+    name = "test-cap"
+
+    def candidate_cap(self, k, n, beta):
+        return paper_cap(k, n, beta)
+
+    def should_stop(self, view):
+        return False
+
+    def radius_limit(self, view):
+        return math.inf
+
+    def cap_after(self, view):
+        return view.n_candidates + 3 if view.n_candidates else None
+
+
+def test_a_policy_can_set_the_cap_between_rounds(index_and_queries):
+    index, q = index_and_queries
+    _, _, traces = index.search(q, K, trace=True, termination="budget", threads=1)
+    _, _, st, tr2 = index.search(q, K, return_stats=True, trace=True,
+                                 termination=_CapAfterFirstCandidates(), threads=1)
+    for i, tr in enumerate(traces):
+        first = int(np.flatnonzero(tr["candidates"] > 0)[0])
+        want = min(int(tr["candidates"][first]) + 3, int(tr["candidates"][-1]))
+        assert st.candidates[i] == want
+        # the rounds up to the warm-up are the permissive run's, page for page
+        np.testing.assert_array_equal(tr2[i]["page_reads"][:first + 1],
+                                      tr["page_reads"][:first + 1])
