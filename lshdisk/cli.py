@@ -478,6 +478,12 @@ def info(index_dir, as_json):
     click.echo("structure  " + ", ".join(f"{k} = {v}" for k, v in st.items())
                + f"; page size {data['page_size']} B; seed {data['seed']}"
                + (f"; preset {data['preset']}" if data.get("preset") else ""))
+    unit = data["unit"]
+    click.echo(f"unit       u = {unit['u']:.6g} ("
+               + ("none recorded: built before radii followed a data unit"
+                  if unit.get("recorded") is False else "given" if unit.get("given") else
+                  f"measured: nearest-neighbour scale {unit.get('scaled_distance') or 0:.6g} "
+                  f"over sqrt(c)") + "; radii u c^j)")
     for name, f in sorted(data["files"].items()):
         click.echo(f"file       {name}: {f['pages']} pages, {f['bytes'] / 2**20:.2f} MiB")
     click.echo(f"built in   {data['build']['seconds']:.2f} s with memory limit "

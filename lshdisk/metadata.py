@@ -154,7 +154,7 @@ class UnitMeta:
         """From the ``unit`` object; ``doc`` None (indexes built before the unit was
         measured) gives ``default_u`` if set."""
         if doc is None and default_u is not None:
-            return cls(u=float(default_u), given=True, info={})
+            return cls(u=float(default_u), given=True, info={"recorded": False})
         u = float(_get(doc, "u", (int, float), "unit"))
         if not (u > 0 and math.isfinite(u)):
             raise CorruptIndexError(f"index metadata: unit.u = {u} is not a positive number: "
