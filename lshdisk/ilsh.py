@@ -42,7 +42,7 @@ from ._kernels.ilsh import (CAP_REACHED, EXHAUSTED, FRESH, LOG_FULL, NEED_PAGE, 
                             init_cursors, incremental_walk, walk_segment)
 from ._kernels.qalsh_rounds import RunLog
 from .qalsh import QALSHBuilder
-from .trees import TREES_KIND, ProjectionTrees
+from .trees import ProjectionTrees
 
 __all__ = ["ILSHBuilder", "ILSHSearcher"]
 

@@ -283,8 +283,8 @@ class IndexMeta:
                                   f"cannot search: upgrade lshdisk") from exc
         files = _get(doc, "files", dict, "index")
         if not all(isinstance(v, str) for v in files.values()) or "vectors" not in files:
-            raise CorruptIndexError(f"index metadata: files should name the vectors and the "
-                                    f"hash tables: the catalog is damaged; rebuild the index")
+            raise CorruptIndexError("index metadata: files should name the vectors and the "
+                                    "hash tables: the catalog is damaged; rebuild the index")
         page_size = _get(doc, "page_size", int, "index")
         return cls(format_version=version,
                    lshdisk_version=_get(doc, "lshdisk_version", str, "index", "unknown"),

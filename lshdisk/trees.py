@@ -9,7 +9,7 @@ one (composition: neither searcher derives from the other).
 
 import numpy as np
 
-from storage import BPlusTree, TreeInfo
+from storage import BPlusTree
 
 from .errors import CorruptIndexError
 from .metadata import catalog_array
