@@ -409,9 +409,10 @@ class Catalog:
         """
         self.put_many(arrays={name: array})
 
-    def put_many(self, *, documents=None, arrays=None) -> None:
-        """Store several JSON documents and arrays in one write transaction: either all of
-        them are stored or none is (readers see the catalog before or after, never between).
+    def put_many(self, *, documents=None, arrays=None, delete=()) -> None:
+        """Store several JSON documents and arrays, and remove names, in one write
+        transaction: either all of it happens or none (readers see the catalog before or
+        after, never between).
 
         Parameters
         ----------
@@ -419,6 +420,9 @@ class Catalog:
             As for :meth:`put_json`.
         arrays : dict of str to ndarray, optional
             As for :meth:`put_array`.
+        delete : iterable of str
+            Names to remove (whichever kind they hold; absent names are ignored), before
+            the puts.
 
         Raises
         ------
@@ -430,6 +434,7 @@ class Catalog:
         Disk access: one synchronous LMDB write transaction.
         """
         self._check_writable()
+        gone = [_name_key(name) for name in delete]
         entries = []  # (key of the new value, key of the other kind to remove, value)
         for name, obj in (documents or {}).items():
             key = _name_key(name)
@@ -439,6 +444,9 @@ class Catalog:
             entries.append((_ARRAY_PREFIX + key, _JSON_PREFIX + key, _encode_array(array)))
 
         def put(txn):
+            for key in gone:
+                txn.delete(_JSON_PREFIX + key)
+                txn.delete(_ARRAY_PREFIX + key)
             for full_key, other_key, value in entries:
                 txn.delete(other_key)
                 txn.put(full_key, _seal(full_key, value))

@@ -315,3 +315,5 @@ def test_catalog_put_many_writes_all_or_nothing(cat_dir):
         with pytest.raises(TypeError):  # the second value is refused: the first is not stored
             cat.put_many(arrays={"ok": np.zeros(2), "bad": np.array(["x"])})
         assert cat.names() == ["arr", "doc", "keep"]
+        cat.put_many(documents={"new": 1}, delete=["arr", "absent"])
+        assert cat.names() == ["doc", "keep", "new"]
