@@ -263,10 +263,11 @@ _policy_options = [
     click.option("--termination", type=click.Choice(list(POLICIES)), default=None,
                  help="paper (default): stop at T1 (k candidates within c*R) or T2 (the cap); "
                       "budget: T2 alone, widening rounds until the cap."),
-    click.option("--recall-target", type=float, default=None,
-                 help="Stop each query at the candidate cap the index's tuned model predicts "
-                      "for this mean recall@k (see 'lshdisk tune')."),
 ]
+_recall_target_option = click.option(
+    "--recall-target", type=float, default=None,
+    help="Stop each query at the candidate cap the index's tuned model predicts for this mean "
+         "recall@k (see 'lshdisk tune').")
 _threads_option = click.option(
     "--threads", type=click.IntRange(min=1), default=None,
     help="Threads searching the queries in parallel (default: one per core); answers and "
@@ -274,7 +275,7 @@ _threads_option = click.option(
 
 
 def _with_search_options(f):
-    for opt in reversed([*_policy_options, _threads_option]):
+    for opt in reversed([*_policy_options, _recall_target_option, _threads_option]):
         f = opt(f)
     return f
 

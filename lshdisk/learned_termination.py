@@ -54,7 +54,7 @@ import numpy as np
 from .termination import paper_cap
 
 __all__ = ["FEATURES", "TrainingSet", "TerminationModel", "LearnedBudget", "collect", "train",
-           "labels", "predict", "export_trees", "view_features", "MODEL_FORMAT",
+           "labels", "predict", "export_trees", "require_sklearn", "view_features", "MODEL_FORMAT",
            "MODEL_VERSION", "MODEL_DOC"]
 
 #: The catalog's JSON document of a model, and the prefix of its arrays.
@@ -522,6 +522,17 @@ def _best_fixed_cap(data, target):
     return None, None, None
 
 
+def require_sklearn():
+    """The scikit-learn module, or ImportError naming the install (training needs it)."""
+    try:
+        import sklearn
+        import sklearn.ensemble  # noqa: F401
+    except ImportError as exc:
+        raise ImportError("training a termination model needs scikit-learn: "
+                          "pip install lshdisk[learn]") from exc
+    return sklearn
+
+
 def train(data, targets, *, seed=0, val_fraction=0.25, max_iter=100, max_depth=4):
     """Fit one tree ensemble per recall target and calibrate its multiplier.
 
@@ -549,12 +560,8 @@ def train(data, targets, *, seed=0, val_fraction=0.25, max_iter=100, max_depth=4
     ValueError
         For fewer than 4 queries or a target outside (0, 1].
     """
-    try:
-        import sklearn
-        from sklearn.ensemble import HistGradientBoostingRegressor
-    except ImportError as exc:
-        raise ImportError("training a termination model needs scikit-learn: "
-                          "pip install lshdisk[learn]") from exc
+    sklearn = require_sklearn()
+    from sklearn.ensemble import HistGradientBoostingRegressor
     nq = data.features.shape[0]
     if nq < 4:
         raise ValueError(f"training needs at least 4 queries, got {nq}")

@@ -7,7 +7,7 @@ import numpy as np
 
 from storage.catalog import Catalog
 from .groundtruth import compute_groundtruth
-from .learned_termination import MODEL_DOC, collect, train
+from .learned_termination import MODEL_DOC, collect, require_sklearn, train
 
 __all__ = ["tune", "write_model"]
 
@@ -73,7 +73,7 @@ def tune(index, targets, *, k=10, queries=None, gt=None, sample=2000, seed=0, th
     Disk access: the ground truth, when computed, reads every vector page once per block of
     queries; then one permissive search per training query.
     """
-    import sklearn  # noqa: F401 - fail before the long measurement, not after it
+    require_sklearn()  # fail before the long measurement, not after it
     exclude = gt_I = None
     if queries is None:
         if isinstance(sample, bool) or not isinstance(sample, (int, np.integer)) or sample < 4:

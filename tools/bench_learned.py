@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Learned termination on the real Mnist set: recall_target=r against the best fixed
+candidate cap and against T1/T2.
+
+Usage: python tools/bench_learned.py [--data ../shared/data/mnist] [--index DIR]
+       [--algorithm qalsh] [--sample 2000] [--recall 0.8,0.9,0.95] [--k 10] [--seed 0]
+
+Builds (or reuses) an index of Mnist.ds, tunes it on a seeded sample of its own points
+(``lshdisk.tune.tune``, each point's own id excluded), stores the model, reopens the index,
+and searches the 100 held-out queries of Mnist.q with no buffer pool: for each target r,
+``recall_target=r``; the smallest fixed ``max_candidates`` (``termination="budget"``) whose
+mean recall on these queries reaches the learned search's own mean recall ("fixed@same"),
+and the one reaching r ("fixed@r"); and T1/T2 (``termination="paper"``). The recall of every
+fixed cap is computed from one permissive run (a capped run verifies a prefix of its
+candidates), then each chosen cap is run for its page reads.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+import lshdisk
+from mnist_data import DEFAULT_DATA, RAW, load
+from lshdisk.evaluate import recall_at_k
+from lshdisk.termination import paper_cap
+from lshdisk.tune import tune, write_model
+
+
+def _prefix_recall(found, gt_D, k):
+    """Per query, recall@k of each candidate prefix (list of arrays)."""
+    out = []
+    for (ids, dists), kth in zip(found, gt_D[:, k - 1]):
+        hits = np.zeros(len(dists) + 1, dtype=np.int64)
+        hits[1:] = np.cumsum(dists.astype(np.float64) <= kth * (1 + 1e-6) + 1e-12)
+        out.append(np.minimum(hits, k) / k)
+    return out
+
+
+def _row(name, D, stats, gt_D, k):
+    pages = stats.page_reads
+    return (name, recall_at_k(D, gt_D, k), float(pages.mean()), float(np.percentile(pages, 99)),
+            float(stats.candidates.mean()))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=DEFAULT_DATA)
+    ap.add_argument("--index", default=None, help="index directory (built if missing)")
+    ap.add_argument("--algorithm", default="qalsh")
+    ap.add_argument("--sample", type=int, default=2000)
+    ap.add_argument("--recall", default="0.8,0.9,0.95")
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    ds, queries, gt_D = load(args.data)
+    k = args.k
+    targets = [float(t) for t in args.recall.split(",")]
+    path = args.index or os.path.join("data", f"mnist.{args.algorithm}")
+    if not os.path.exists(path):
+        lshdisk.build(ds, path, algorithm=args.algorithm, memory_limit="256MiB", **RAW).close()
+    with lshdisk.open(path) as index:
+        t0 = time.perf_counter()
+        model = tune(index, targets, k=k, sample=args.sample, seed=args.seed)
+        seconds = time.perf_counter() - t0
+        t2 = paper_cap(k, index.n, index.params.beta)
+    write_model(path, model)
+    print(f"tuned {path} on {args.sample} indexed points in {seconds:.1f} s")
+    for target, f in sorted(model.figures.items()):
+        print(f"  r = {target}: {f}")
+    rows = []
+    with lshdisk.open(path) as index:
+        D, _, st = index.search(queries, k, return_stats=True, termination="paper")
+        rows.append(_row("T1/T2 (paper)", D, st, gt_D, k))
+        _, _, found = index.search(queries, k, termination="budget", max_candidates=t2,
+                                   return_candidates=True)
+        prefix = _prefix_recall(found, gt_D, k)
+
+        def smallest_cap(goal):
+            for cap in range(k, t2 + 1):
+                if np.mean([p[min(cap, p.size - 1)] for p in prefix]) >= goal - 1e-9:
+                    return cap
+            return None
+
+        for r in targets:
+            D, _, st = index.search(queries, k, return_stats=True, recall_target=r)
+            learned = _row(f"recall_target={r:g}", D, st, gt_D, k)
+            rows.append(learned)
+            for label, goal in (("fixed@same", learned[1]), (f"fixed@{r:g}", r)):
+                cap = smallest_cap(goal)
+                if cap is None:
+                    rows.append((f"  {label}: no cap <= T2 = {t2}", float("nan"), float("nan"),
+                                 float("nan"), float("nan")))
+                    continue
+                D, _, st = index.search(queries, k, return_stats=True, termination="budget",
+                                        max_candidates=cap)
+                rows.append(_row(f"  {label} (max_candidates={cap})", D, st, gt_D, k))
+    print(f"\n{'search':<36} {'recall':>7} {'pages':>8} {'p99':>8} {'cands':>7}")
+    for name, rec, mean, p99, cands in rows:
+        print(f"{name:<36} {rec:7.3f} {mean:8.1f} {p99:8.1f} {cands:7.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
