@@ -51,10 +51,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .termination import paper_cap
+from .termination import CandidateBudget, paper_cap
 
 __all__ = ["FEATURES", "TrainingSet", "TerminationModel", "LearnedBudget", "collect", "train",
-           "labels", "predict", "export_trees", "require_sklearn", "view_features", "MODEL_FORMAT",
+           "labels", "prefix_recalls", "predict", "export_trees", "require_sklearn", "view_features", "MODEL_FORMAT",
            "MODEL_VERSION", "MODEL_DOC"]
 
 #: The catalog's JSON document of a model, and the prefix of its arrays.
@@ -156,7 +156,7 @@ def _warm_up_row(verified, k):
     return max(int(reached[0]) - 1, 0)
 
 
-def _prefix_recalls(dists, kth, k):
+def prefix_recalls(dists, kth, k):
     """recall@k of each prefix of the candidates (distances in verification order): the
     tie rule of :func:`lshdisk.evaluate.recall_at_k`."""
     hits = np.zeros(len(dists) + 1, dtype=np.int64)
@@ -232,7 +232,7 @@ def collect(index, queries, gt_D, k, *, gt_I=None, exclude_self=None, cap_factor
         row = trace[_warm_up_row(trace["verified"], k)]
         features[i] = view_features(row, u)
         floor[i] = max(k, int(row["verified"]))
-        recalls.append(_prefix_recalls(dists, kth, k))
+        recalls.append(prefix_recalls(dists, kth, k))
         pages.append(trace["page_reads"].astype(np.int64))
     return TrainingSet(k=k, t2=t2, features=features, floor=floor, recalls=recalls,
                        pages=pages)
@@ -438,9 +438,10 @@ class TerminationModel:
                                     f"'lshdisk tune'") from exc
 
 
-class LearnedBudget:
+class LearnedBudget(CandidateBudget):
     """A termination policy: T2's cap until the warm-up, then the cap the model predicts for
-    ``target``, at least k.
+    ``target``, at least k. Otherwise :class:`lshdisk.termination.CandidateBudget` (the cap
+    T2, no other stop).
 
     After every round with fewer than k verified candidates it sets the cap for the next
     round from that round's view (the last such view's cap is the one the round in which the
@@ -463,15 +464,6 @@ class LearnedBudget:
     def __init__(self, model, target, u):
         self.model, self.target, self.u = model, target, float(u)
         self._tm = model.target_model(target)
-
-    def candidate_cap(self, k, n, beta):
-        return paper_cap(k, n, beta)
-
-    def should_stop(self, view):
-        return False
-
-    def radius_limit(self, view):
-        return math.inf
 
     def cap_after(self, view):
         if view.n_verified < view.k:  # the last such view's cap holds for the next round

@@ -60,13 +60,9 @@ def tune(index, targets, *, k=10, queries=None, gt=None, sample=2000, seed=0, th
     Returns
     -------
     TerminationModel
-
-    Raises
-    ------
-    ImportError
-        Without scikit-learn: ``pip install lshdisk[learn]``.
-    ValueError
-        For a bad target, sample or ground-truth shape.
+        From :func:`lshdisk.learned_termination.train`, which also names the errors (an
+        ImportError without scikit-learn, checked first; ValueError for a bad target); and
+        ValueError for a bad sample or ground-truth shape.
 
     Notes
     -----

@@ -25,18 +25,14 @@ import numpy as np
 import lshdisk
 from mnist_data import DEFAULT_DATA, RAW, load
 from lshdisk.evaluate import recall_at_k
+from lshdisk.learned_termination import prefix_recalls
 from lshdisk.termination import paper_cap
 from lshdisk.tune import tune, write_model
 
 
 def _prefix_recall(found, gt_D, k):
     """Per query, recall@k of each candidate prefix (list of arrays)."""
-    out = []
-    for (ids, dists), kth in zip(found, gt_D[:, k - 1]):
-        hits = np.zeros(len(dists) + 1, dtype=np.int64)
-        hits[1:] = np.cumsum(dists.astype(np.float64) <= kth * (1 + 1e-6) + 1e-12)
-        out.append(np.minimum(hits, k) / k)
-    return out
+    return [prefix_recalls(dists, kth, k) for (_, dists), kth in zip(found, gt_D[:, k - 1])]
 
 
 def _row(name, D, stats, gt_D, k):

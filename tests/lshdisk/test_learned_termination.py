@@ -17,7 +17,7 @@ import lshdisk
 from lshdisk.cli import main
 from lshdisk.evaluate import recall_at_k
 from lshdisk.learned_termination import (FEATURES, MODEL_DOC, LearnedBudget, TrainingSet,
-                                         _prefix_recalls, _warm_up_row, export_trees, labels,
+                                         prefix_recalls, _warm_up_row, export_trees, labels,
                                          predict, train)
 from lshdisk.search import RoundView
 from lshdisk.tune import tune, write_model
@@ -56,8 +56,8 @@ def test_numpy_predictor_matches_sklearn():
 def test_labels_by_hand():
     # true 3rd distance 2.0 (k = 3); candidates in verification order
     k = 3
-    recalls = [_prefix_recalls(np.array([5.0, 1.0, 2.0, 9.0, 0.5]), 2.0, k),  # hits at 2, 3, 5
-               _prefix_recalls(np.array([4.0, 1.5]), 2.0, k)]  # one hit: 1/3 at most
+    recalls = [prefix_recalls(np.array([5.0, 1.0, 2.0, 9.0, 0.5]), 2.0, k),  # hits at 2, 3, 5
+               prefix_recalls(np.array([4.0, 1.5]), 2.0, k)]  # one hit: 1/3 at most
     np.testing.assert_allclose(recalls[0], [0, 0, 1 / 3, 2 / 3, 2 / 3, 1])
     counts, reached = labels(recalls, 2 / 3)
     np.testing.assert_array_equal(counts, [3, 2])
@@ -66,7 +66,7 @@ def test_labels_by_hand():
     np.testing.assert_array_equal(counts, [5, 2])
     np.testing.assert_array_equal(reached, [True, False])
     # a tie at the k-th distance counts as a hit, as recall_at_k counts it
-    assert _prefix_recalls(np.array([2.0 * (1 + 1e-7)]), 2.0, 1)[1] == 1.0
+    assert prefix_recalls(np.array([2.0 * (1 + 1e-7)]), 2.0, 1)[1] == 1.0
 
 
 def test_warm_up_row_is_the_last_round_before_k():
