@@ -196,3 +196,16 @@ def test_cli_tune_then_search_and_info(clustered, tmp_path):
                                   "--recall-target", "0.7"])
     assert result.exit_code == 1 and "lshdisk tune" in result.stderr
     assert "\n" not in result.stderr.strip()
+
+
+def test_learned_run_verifies_a_prefix_of_the_permissive_run(tuned, clustered):
+    # what makes training offline exact: the cap set at the warm-up cuts the permissive
+    # run's candidate sequence, nothing else changes
+    path, _ = tuned
+    with lshdisk.open(path) as index:
+        *_, learned = index.search(clustered.q[:30], K, recall_target=TARGET,
+                                   return_candidates=True, threads=1)
+        *_, full = index.search(clustered.q[:30], K, termination="budget",
+                                max_candidates=index.n, return_candidates=True, threads=1)
+    for (ids, _), (all_ids, _) in zip(learned, full):
+        np.testing.assert_array_equal(ids, all_ids[:ids.size])
