@@ -4,6 +4,10 @@ candidate cap and against T1/T2.
 
 Usage: python tools/bench_learned.py [--data ../shared/data/mnist] [--index DIR]
        [--algorithm qalsh] [--sample 2000] [--recall 0.8,0.9,0.95] [--k 10] [--seed 0]
+       [--pydocs ../shared/data/pydocs]
+
+With --pydocs, the set is that folder's base.fvecs, query.fvecs and gt_dist.fvecs (46,506 x
+384 sentence embeddings, 1,000 queries) instead of Mnist.
 
 Builds (or reuses) an index of Mnist.ds, tunes it on a seeded sample of its own points
 (``lshdisk.tune.tune``, each point's own id excluded), stores the model, reopens the index,
@@ -50,13 +54,22 @@ def main(argv=None):
     ap.add_argument("--recall", default="0.8,0.9,0.95")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pydocs", default=None, help="folder of the pydocs set (instead of Mnist)")
     args = ap.parse_args(argv)
-    ds, queries, gt_D = load(args.data)
+    build_args = dict(RAW)
+    if args.pydocs:
+        ds = os.path.join(args.pydocs, "base.fvecs")
+        queries = lshdisk.read_queries(os.path.join(args.pydocs, "query.fvecs"))
+        gt_D = lshdisk.read_queries(os.path.join(args.pydocs, "gt_dist.fvecs"))
+        build_args = {}
+    else:
+        ds, queries, gt_D = load(args.data)
     k = args.k
     targets = [float(t) for t in args.recall.split(",")]
     path = args.index or os.path.join("data", f"mnist.{args.algorithm}")
     if not os.path.exists(path):
-        lshdisk.build(ds, path, algorithm=args.algorithm, memory_limit="256MiB", **RAW).close()
+        lshdisk.build(ds, path, algorithm=args.algorithm, memory_limit="256MiB",
+                      **build_args).close()
     with lshdisk.open(path) as index:
         t0 = time.perf_counter()
         model = tune(index, targets, k=k, sample=args.sample, seed=args.seed)
