@@ -499,7 +499,7 @@ def _figure_lines(figures):
     """One line per recall target of a model's training figures."""
     lines = []
     for target, f in sorted(figures.items(), key=lambda item: float(item[0])):
-        fixed = ("no fixed cap up to T2 reaches it" if f["fixed_cap"] is None else
+        fixed = ("no fixed cap up to the cap limit reaches it" if f["fixed_cap"] is None else
                  f"best fixed cap {f['fixed_cap']}: recall {f['fixed_mean_recall']:.3f}, "
                  f"{f['fixed_mean_candidates']:.1f} candidates")
         lines.append(f"r = {target}: {f['n_train']} train / {f['n_val']} validation queries, "
@@ -525,11 +525,14 @@ def _figure_lines(figures):
               help="Neighbours per query.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the sample, the validation split and the trees.")
+@click.option("--cap-limit", type=click.IntRange(min=1), default=None,
+              help="Largest candidate cap the learned search may set (default: T2, k + beta*n; "
+                   "raise it where T2 does not reach a target).")
 @_with_query_options
 @_threads_option
 @click.option("--json", "as_json", is_flag=True, help="Print the training figures as JSON.")
-def tune(index_dir, queries, gt_path, gt_format, sample, recalls, k, seed, query_format,
-         query_dtype, cache, threads, as_json):
+def tune(index_dir, queries, gt_path, gt_format, sample, recalls, k, seed, cap_limit,
+         query_format, query_dtype, cache, threads, as_json):
     """Train the learned termination of INDEX_DIR (search(..., recall_target=r)) and store it
     in the index's catalog, replacing any earlier model."""
     from .index import open as open_index
@@ -558,14 +561,14 @@ def tune(index_dir, queries, gt_path, gt_format, sample, recalls, k, seed, query
                         raise ValueError(f"{gt_path} must hold distances and ids")
                     check_groundtruth(index, q, gt[0], gt[1], label=str(gt_path))
             model = run(index, targets, k=k, queries=q, gt=gt, sample=sample, seed=seed,
-                        threads=threads)
+                        threads=threads, cap_limit=cap_limit)
         write_model(index_dir, model)  # the index is closed: no catalog handle is open
     except (ImportError, LshdiskError, StorageError, ValueError, OSError) as exc:
         _fail(exc)
     if as_json:
         click.echo(json.dumps({"k": k, "targets": targets, "figures": model.figures}, indent=2))
         return
-    click.echo(f"tuned {index_dir} for k = {k}:")
+    click.echo(f"tuned {index_dir} for k = {k}, caps up to {model.cap_limit}:")
     for line in _figure_lines(model.figures):
         click.echo("  " + line)
 

@@ -35,9 +35,10 @@ Deviations from the paper:
 - One model per recall target, predicting log2 of the candidates needed; the multiplier m is
   the smallest (by bisection) for which the mean recall of the validation queries with the
   cap ceil(m 2^prediction) reaches the target (the paper tunes it for the mean too).
-- The cap is clamped to [k, T2] (T2: k + beta n; at least the candidates already verified
-  when the warm-up is round 0), so a learned search never verifies more than the papers'
-  own budget. The k-th distance, unknown at a warm-up with fewer than k candidates, is the
+- The cap is clamped to [k, cap limit] (at least the candidates already verified when the
+  warm-up is round 0). The cap limit is T2 (k + beta n) by default, so a learned search
+  never verifies more than the papers' own budget; a larger limit can be tuned where T2
+  does not reach a target (``cap_limit``, at most the permissive run's cap). The k-th distance, unknown at a warm-up with fewer than k candidates, is the
   feature value :data:`UNKNOWN`.
 - With indexed points as training queries (:func:`lshdisk.tune.tune`'s sample) the point
   itself is among its candidates (it counts as no hit) and in the features (a verified
@@ -119,8 +120,8 @@ class TrainingSet:
     Attributes
     ----------
     k : int
-    t2 : int
-        T2 of the index (k + beta n): the largest cap a learned search uses.
+    cap_limit : int
+        The largest cap a learned search uses (default T2 of the index, k + beta n).
     features : ndarray of float64, shape (n_queries, len(FEATURES))
         Of each query's warm-up view.
     floor : ndarray of int64, shape (n_queries,)
@@ -133,7 +134,7 @@ class TrainingSet:
     """
 
     k: int
-    t2: int
+    cap_limit: int
     features: np.ndarray
     floor: np.ndarray
     recalls: list
@@ -141,8 +142,8 @@ class TrainingSet:
 
     def recall_at(self, caps):
         """Per-query recall@k of a learned search with the per-query caps ``caps`` (clamped
-        as the search clamps them: to [floor, t2], and the run's own length)."""
-        caps = np.clip(np.asarray(caps, dtype=np.float64), self.floor, self.t2)
+        as the search clamps them: to [floor, cap_limit], and the run's own length)."""
+        caps = np.clip(np.asarray(caps, dtype=np.float64), self.floor, self.cap_limit)
         return np.array([rec[int(min(c, rec.size - 1))] for c, rec in zip(caps, self.recalls)])
 
 
@@ -165,7 +166,7 @@ def prefix_recalls(dists, kth, k):
 
 
 def collect(index, queries, gt_D, k, *, gt_I=None, exclude_self=None, cap_factor=100,
-            threads=None):
+            cap_limit=None, threads=None):
     """Run each training query once without early termination and record what a learned
     search needs: the warm-up view's features and the recall of every candidate prefix.
 
@@ -184,6 +185,9 @@ def collect(index, queries, gt_D, k, *, gt_I=None, exclude_self=None, cap_factor
     cap_factor : int
         The permissive run's cap is ``cap_factor * (k + beta n)``, at most n (the brief of
         the paper: no early termination; 100 by default).
+    cap_limit : int, optional
+        The largest cap the learned search will use: T2 (default) or up to the permissive
+        run's cap.
     threads : int or None
         As for :meth:`lshdisk.Index.search`.
 
@@ -194,8 +198,8 @@ def collect(index, queries, gt_D, k, *, gt_I=None, exclude_self=None, cap_factor
     Raises
     ------
     ValueError
-        If the ground truth has too few rows or columns, or ``exclude_self`` comes without
-        ``gt_I``.
+        If the ground truth has too few rows or columns, ``exclude_self`` comes without
+        ``gt_I``, or ``cap_limit`` is out of range.
 
     Notes
     -----
@@ -212,6 +216,10 @@ def collect(index, queries, gt_D, k, *, gt_I=None, exclude_self=None, cap_factor
     n, beta = index.n, index.params.beta
     t2 = paper_cap(k, n, beta)
     cap = int(min(n, cap_factor * t2))
+    limit = min(t2, n) if cap_limit is None else int(cap_limit)
+    if not k <= limit <= max(cap, k):
+        raise ValueError(f"cap_limit must be in [k = {k}, {max(cap, k)}] (the permissive "
+                         f"run's cap), got {cap_limit}")
     _, _, traces, found = index.search(queries, k, termination="budget",
                                        max_candidates=max(cap, k), trace=True,
                                        return_candidates=True, threads=threads)
@@ -234,7 +242,7 @@ def collect(index, queries, gt_D, k, *, gt_I=None, exclude_self=None, cap_factor
         floor[i] = max(k, int(row["verified"]))
         recalls.append(prefix_recalls(dists, kth, k))
         pages.append(trace["page_reads"].astype(np.int64))
-    return TrainingSet(k=k, t2=t2, features=features, floor=floor, recalls=recalls,
+    return TrainingSet(k=k, cap_limit=limit, features=features, floor=floor, recalls=recalls,
                        pages=pages)
 
 
@@ -351,6 +359,8 @@ class TerminationModel:
     Attributes
     ----------
     k : int
+    cap_limit : int
+        The largest cap it sets (the candidate cap of its searches).
     targets : tuple of float
     figures : dict
         Training figures (JSON-ready), by target string.
@@ -358,8 +368,9 @@ class TerminationModel:
         The scikit-learn version that trained it.
     """
 
-    def __init__(self, *, k, per_target, figures, sklearn_version):
+    def __init__(self, *, k, cap_limit, per_target, figures, sklearn_version):
         self.k = int(k)
+        self.cap_limit = int(cap_limit)
         self._per_target = dict(per_target)
         self.targets = tuple(sorted(self._per_target))
         self.figures = figures
@@ -392,6 +403,7 @@ class TerminationModel:
             per.append({"target": t, "baseline": tm.baseline, "multiplier": tm.multiplier,
                         "arrays": self._name(t)})
         doc = {"format": MODEL_FORMAT, "version": list(MODEL_VERSION), "k": self.k,
+               "cap_limit": self.cap_limit,
                "targets": list(self.targets), "features": list(FEATURES),
                "node_columns": list(NODE_COLUMNS), "models": per, "figures": self.figures,
                "sklearn": self.sklearn}
@@ -431,7 +443,7 @@ class TerminationModel:
                 per[float(m["target"])] = _TargetModel(nodes=nodes, offsets=offsets,
                                                        baseline=float(m["baseline"]),
                                                        multiplier=float(m["multiplier"]))
-            return cls(k=int(doc["k"]), per_target=per, figures=doc.get("figures", {}),
+            return cls(k=int(doc["k"]), cap_limit=int(doc["cap_limit"]), per_target=per, figures=doc.get("figures", {}),
                        sklearn_version=str(doc.get("sklearn", "")))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise CorruptIndexError(f"{path}: the termination model is damaged ({exc}): rerun "
@@ -439,9 +451,9 @@ class TerminationModel:
 
 
 class LearnedBudget(CandidateBudget):
-    """A termination policy: T2's cap until the warm-up, then the cap the model predicts for
-    ``target``, at least k. Otherwise :class:`lshdisk.termination.CandidateBudget` (the cap
-    T2, no other stop).
+    """A termination policy: the model's cap limit (T2 unless tuned otherwise) until the
+    warm-up, then the cap the model predicts for ``target``, at least k. Otherwise as
+    :class:`lshdisk.termination.CandidateBudget` (no other stop).
 
     After every round with fewer than k verified candidates it sets the cap for the next
     round from that round's view (the last such view's cap is the one the round in which the
@@ -464,6 +476,9 @@ class LearnedBudget(CandidateBudget):
     def __init__(self, model, target, u):
         self.model, self.target, self.u = model, target, float(u)
         self._tm = model.target_model(target)
+
+    def candidate_cap(self, k, n, beta):
+        return min(self.model.cap_limit, n)
 
     def cap_after(self, view):
         if view.n_verified < view.k:  # the last such view's cap holds for the next round
@@ -497,16 +512,16 @@ def _multiplier(data, pred, target):
 
 
 def _subset(data, idx):
-    return TrainingSet(k=data.k, t2=data.t2, features=data.features[idx],
+    return TrainingSet(k=data.k, cap_limit=data.cap_limit, features=data.features[idx],
                        floor=data.floor[idx], recalls=[data.recalls[i] for i in idx],
                        pages=[data.pages[i] for i in idx])
 
 
 def _best_fixed_cap(data, target):
-    """The least single cap (T2 at most) whose mean recall reaches target (None if none),
+    """The least single cap (the cap limit at most) whose mean recall reaches target (None if none),
     with that mean recall and mean candidates."""
     longest = max(rec.size - 1 for rec in data.recalls)
-    for cap in range(data.k, min(longest, data.t2) + 1):
+    for cap in range(data.k, min(longest, data.cap_limit) + 1):
         rec = [r[min(cap, r.size - 1)] for r in data.recalls]
         if np.mean(rec) >= target - _EPS:
             cands = [min(cap, r.size - 1) for r in data.recalls]
@@ -577,7 +592,7 @@ def train(data, targets, *, seed=0, val_fraction=0.25, max_iter=100, max_depth=4
         m = _multiplier(val, pred, t)
         caps = np.ceil(m * np.exp2(pred))
         got = val.recall_at(caps)
-        used = np.minimum(np.clip(caps, val.floor, val.t2),
+        used = np.minimum(np.clip(caps, val.floor, val.cap_limit),
                           [r.size - 1 for r in val.recalls])
         fixed_cap, fixed_recall, fixed_cands = _best_fixed_cap(val, t)
         figures[f"{t:g}"] = {
@@ -589,5 +604,5 @@ def train(data, targets, *, seed=0, val_fraction=0.25, max_iter=100, max_depth=4
             "fixed_mean_candidates": fixed_cands,
         }
         per[t] = _TargetModel(nodes=nodes, offsets=offsets, baseline=baseline, multiplier=m)
-    return TerminationModel(k=data.k, per_target=per, figures=figures,
+    return TerminationModel(k=data.k, cap_limit=data.cap_limit, per_target=per, figures=figures,
                             sklearn_version=sklearn.__version__)

@@ -32,7 +32,7 @@ class _StoreRows:
 
 
 def tune(index, targets, *, k=10, queries=None, gt=None, sample=2000, seed=0, threads=None,
-         cap_factor=100):
+         cap_factor=100, cap_limit=None):
     """Train a learned-termination model for ``index`` (not yet stored; see
     :func:`write_model`).
 
@@ -56,6 +56,8 @@ def tune(index, targets, *, k=10, queries=None, gt=None, sample=2000, seed=0, th
         Search threads (as :meth:`lshdisk.Index.search`).
     cap_factor : int
         The permissive run's cap in units of T2 (:func:`lshdisk.learned_termination.collect`).
+    cap_limit : int, optional
+        The largest cap the learned search may use (default T2, k + beta n).
 
     Returns
     -------
@@ -84,7 +86,7 @@ def tune(index, targets, *, k=10, queries=None, gt=None, sample=2000, seed=0, th
     else:
         gt_D, gt_I = gt
     data = collect(index, queries, gt_D, k, gt_I=gt_I, exclude_self=exclude,
-                   cap_factor=cap_factor, threads=threads)
+                   cap_factor=cap_factor, cap_limit=cap_limit, threads=threads)
     return train(data, targets, seed=seed)
 
 

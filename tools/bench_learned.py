@@ -54,6 +54,8 @@ def main(argv=None):
     ap.add_argument("--recall", default="0.8,0.9,0.95")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--cap-limit", type=int, default=None,
+                    help="largest cap of the learned search (default T2); the fixed caps too")
     ap.add_argument("--pydocs", default=None, help="folder of the pydocs set (instead of Mnist)")
     args = ap.parse_args(argv)
     build_args = dict(RAW)
@@ -72,26 +74,35 @@ def main(argv=None):
                       **build_args).close()
     with lshdisk.open(path) as index:
         t0 = time.perf_counter()
-        model = tune(index, targets, k=k, sample=args.sample, seed=args.seed)
+        model = tune(index, targets, k=k, sample=args.sample, seed=args.seed,
+                     cap_limit=args.cap_limit)
         seconds = time.perf_counter() - t0
         t2 = paper_cap(k, index.n, index.params.beta)
+        limit = model.cap_limit
     write_model(path, model)
-    print(f"tuned {path} on {args.sample} indexed points in {seconds:.1f} s")
+    print(f"tuned {path} on {args.sample} indexed points in {seconds:.1f} s, caps up to "
+          f"{model.cap_limit} (T2 = {t2})")
     for target, f in sorted(model.figures.items()):
         print(f"  r = {target}: {f}")
     rows = []
     with lshdisk.open(path) as index:
         D, _, st = index.search(queries, k, return_stats=True, termination="paper")
         rows.append(_row("T1/T2 (paper)", D, st, gt_D, k))
-        _, _, found = index.search(queries, k, termination="budget", max_candidates=t2,
+        _, _, found = index.search(queries, k, termination="budget", max_candidates=limit,
                                    return_candidates=True)
         prefix = _prefix_recall(found, gt_D, k)
 
-        def smallest_cap(goal):
-            for cap in range(k, t2 + 1):
-                if np.mean([p[min(cap, p.size - 1)] for p in prefix]) >= goal - 1e-9:
-                    return cap
-            return None
+        def mean_recall(cap):
+            return np.mean([p[min(cap, p.size - 1)] for p in prefix])
+
+        def smallest_cap(goal):  # mean recall is nondecreasing in the cap: bisection
+            if mean_recall(limit) < goal - 1e-9:
+                return None
+            lo, hi = k - 1, limit
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if mean_recall(mid) >= goal - 1e-9 else (mid, hi)
+            return hi
 
         for r in targets:
             D, _, st = index.search(queries, k, return_stats=True, recall_target=r)
@@ -100,7 +111,7 @@ def main(argv=None):
             for label, goal in (("fixed@same", learned[1]), (f"fixed@{r:g}", r)):
                 cap = smallest_cap(goal)
                 if cap is None:
-                    rows.append((f"  {label}: no cap <= T2 = {t2}", float("nan"), float("nan"),
+                    rows.append((f"  {label}: no cap <= {limit}", float("nan"), float("nan"),
                                  float("nan"), float("nan")))
                     continue
                 D, _, st = index.search(queries, k, return_stats=True, termination="budget",

@@ -20,6 +20,7 @@ from lshdisk.learned_termination import (FEATURES, MODEL_DOC, LearnedBudget, Tra
                                          prefix_recalls, _warm_up_row, export_trees, labels,
                                          predict, train)
 from lshdisk.search import RoundView
+from lshdisk.termination import paper_cap
 from lshdisk.tune import tune, write_model
 from storage.catalog import Catalog
 
@@ -80,7 +81,7 @@ def test_multiplier_reaches_the_target_on_validation_queries():
     n = 80
     need = rng.integers(10, 60, n)  # query i reaches recall 1 at need[i] candidates
     recalls = [np.minimum(np.arange(101), need[i]) / need[i] for i in range(n)]
-    data = TrainingSet(k=K, t2=100, features=np.c_[need, rng.random((n, len(FEATURES) - 1))],
+    data = TrainingSet(k=K, cap_limit=100, features=np.c_[need, rng.random((n, len(FEATURES) - 1))],
                        floor=np.full(n, K), recalls=recalls, pages=[np.zeros(1)] * n)
     model = train(data, [0.9], seed=0)
     f = model.figures["0.9"]
@@ -209,3 +210,15 @@ def test_learned_run_verifies_a_prefix_of_the_permissive_run(tuned, clustered):
                                 max_candidates=index.n, return_candidates=True, threads=1)
     for (ids, _), (all_ids, _) in zip(learned, full):
         np.testing.assert_array_equal(ids, all_ids[:ids.size])
+
+
+def test_cap_limit_defaults_to_t2_and_is_checked(tuned, clustered):
+    path, model = tuned
+    with lshdisk.open(path) as index:
+        t2 = paper_cap(K, index.n, index.params.beta)
+        assert model.cap_limit == t2
+        assert LearnedBudget(model, TARGET, 1.0).candidate_cap(K, index.n, 0.0) == t2
+        with pytest.raises(ValueError, match="cap_limit must be in"):
+            tune(index, [0.9], k=K, sample=20, cap_limit=K - 1)
+        wide = tune(index, [0.9], k=K, sample=40, cap_limit=3 * t2)
+    assert wide.cap_limit == 3 * t2
