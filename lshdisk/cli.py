@@ -506,6 +506,9 @@ def _figure_lines(figures):
                      f"multiplier {f['multiplier']:.3g}: validation recall "
                      f"{f['val_mean_recall']:.3f}, {f['val_mean_candidates']:.1f} candidates; "
                      f"{fixed}")
+        if f["val_mean_recall"] < float(target) - 1e-9:
+            lines.append(f"r = {target} is not reached within the cap limit: searches with it "
+                         f"stop at the limit; tune again with a larger --cap-limit")
     return lines
 
 
