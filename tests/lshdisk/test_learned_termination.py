@@ -155,6 +155,8 @@ def test_catalog_holds_plain_arrays_and_json_no_pickle(tuned):
         assert names and all(cat.get_array(n).dtype.kind in "fi" for n in names)
     raw = open(os.path.join(path, "catalog", "data.mdb"), "rb").read()
     assert b"sklearn.ensemble" not in raw and b"\x80\x04\x95" not in raw  # no pickle stream
+    from lshdisk.verify import verify_index
+    assert verify_index(path).ok  # the model's entries pass the index's integrity check
 
 
 def test_search_with_a_model_needs_no_sklearn(tuned, clustered, monkeypatch):
