@@ -551,7 +551,7 @@ def tune(index_dir, queries, gt_path, gt_format, sample, recalls, k, seed, cap_l
     if gt_path is not None and queries is None:
         raise click.BadParameter("--gt needs --queries", param_hint="--gt")
     try:
-        with open_index(index_dir, cache_bytes=cache) as index:
+        with open_index(index_dir, cache_bytes=cache, termination_model=False) as index:
             _check_k([k], index)
             q = gt = None
             if queries is not None:

@@ -302,7 +302,7 @@ def _is_model_entry(name):
     return name == MODEL_DOC or name.startswith(MODEL_DOC + "/")
 
 
-def open(index_dir, *, cache_bytes=0):  # noqa: A001 - the API is lshdisk.open, as faiss.read_index
+def open(index_dir, *, cache_bytes=0, termination_model=True):  # noqa: A001 - the API is lshdisk.open, as faiss.read_index
     """Open an index for searching.
 
     Parameters
@@ -311,6 +311,9 @@ def open(index_dir, *, cache_bytes=0):  # noqa: A001 - the API is lshdisk.open, 
     cache_bytes : int or str
         Buffer-pool capacity shared by the index's files; 0 (default) means every page access
         is a counted device read, as in the reference codes.
+    termination_model : bool
+        Read the tuned learned-termination model, if the catalog holds one (False: leave it
+        out, e.g. to tune again an index whose model this lshdisk cannot read).
 
     Returns
     -------
@@ -321,7 +324,7 @@ def open(index_dir, *, cache_bytes=0):  # noqa: A001 - the API is lshdisk.open, 
     NotAnIndexError
         If ``index_dir`` does not hold an lshdisk index.
     """
-    return Index(index_dir, cache_bytes=cache_bytes)
+    return Index(index_dir, cache_bytes=cache_bytes, termination_model=termination_model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,7 +426,7 @@ class Index:
         or the per-query :class:`SearchStats`, and :meth:`set_trace` to observe every read.
     """
 
-    def __init__(self, index_dir, *, cache_bytes=0):
+    def __init__(self, index_dir, *, cache_bytes=0, termination_model=True):
         self.path = os.path.abspath(os.fspath(index_dir))
         self._readers = []
         self._idle = []
@@ -468,7 +471,7 @@ class Index:
         self._arrays = arrays
         #: The tuned learned-termination model (lshdisk tune), or None.
         self.termination_model = None
-        if model_doc is not None:
+        if model_doc is not None and termination_model:
             def get_model_array(name):
                 if name not in model_arrays:
                     raise KeyError(name)

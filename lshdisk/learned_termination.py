@@ -447,7 +447,7 @@ class TerminationModel:
                        sklearn_version=str(doc.get("sklearn", "")))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise CorruptIndexError(f"{path}: the termination model is damaged ({exc}): rerun "
-                                    f"'lshdisk tune'") from exc
+                                    f"'lshdisk tune' (it replaces the model)") from exc
 
 
 class LearnedBudget(CandidateBudget):

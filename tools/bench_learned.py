@@ -72,7 +72,7 @@ def main(argv=None):
     if not os.path.exists(path):
         lshdisk.build(ds, path, algorithm=args.algorithm, memory_limit="256MiB",
                       **build_args).close()
-    with lshdisk.open(path) as index:
+    with lshdisk.open(path, termination_model=False) as index:
         t0 = time.perf_counter()
         model = tune(index, targets, k=k, sample=args.sample, seed=args.seed,
                      cap_limit=args.cap_limit)

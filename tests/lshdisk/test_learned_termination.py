@@ -224,3 +224,24 @@ def test_cap_limit_defaults_to_t2_and_is_checked(tuned, clustered):
             tune(index, [0.9], k=K, sample=20, cap_limit=K - 1)
         wide = tune(index, [0.9], k=K, sample=40, cap_limit=3 * t2)
     assert wide.cap_limit == 3 * t2
+
+
+def test_a_damaged_model_is_refused_and_tune_replaces_it(tuned, tmp_path):
+    path = tmp_path / "index"
+    shutil.copytree(tuned[0], path)
+    with Catalog.open(os.path.join(path, "catalog"), readonly=False) as cat:
+        doc = cat.get_json(MODEL_DOC)
+        del doc["cap_limit"]
+        cat.put_json(MODEL_DOC, doc)
+    with pytest.raises(lshdisk.CorruptIndexError, match="lshdisk tune") as exc:
+        lshdisk.open(path)
+    assert "\n" not in str(exc.value)
+    with lshdisk.open(path, termination_model=False) as index:
+        assert index.termination_model is None
+    result = CliRunner().invoke(main, ["tune", str(path), "--sample", "100", "--recall", "0.8",
+                                       "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    with lshdisk.open(path) as index:
+        assert index.termination_model.targets == (0.8,)
+    with Catalog.open(os.path.join(path, "catalog")) as cat:  # the old targets' arrays are gone
+        assert not [n for n in cat.names() if n.startswith(MODEL_DOC + "/r0.9")]
