@@ -302,7 +302,7 @@ def _is_model_entry(name):
     return name == MODEL_DOC or name.startswith(MODEL_DOC + "/")
 
 
-def open(index_dir, *, cache_bytes=0, termination_model=True):  # noqa: A001 - the API is lshdisk.open, as faiss.read_index
+def open(index_dir, *, cache_bytes=0, termination_model=True):  # noqa: A001 - as faiss.read_index
     """Open an index for searching.
 
     Parameters

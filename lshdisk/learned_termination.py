@@ -12,9 +12,9 @@ held-out queries, turns the predicted amount into the one the search uses (the p
 Here the amount of search is the number of verified candidates (the cap T2 enforces inside
 the scans), set by :meth:`LearnedBudget.cap_after` at the warm-up view: the last round at
 whose end fewer than k candidates are verified (so the cap stops the scans of the round in
-which the candidates arrive), or round 0 if k arrive at once. A capped search verifies a prefix of the candidates an
-uncapped one verifies, in the same order, so one permissive run per training query gives the
-recall of every cap offline (:func:`collect`).
+which the candidates arrive), or round 0 if k arrive at once. A capped search verifies a
+prefix of the candidates an uncapped one verifies, in the same order, so one permissive run
+per training query gives the recall of every cap offline (:func:`collect`).
 
 Deviations from the paper:
 
@@ -31,20 +31,27 @@ Deviations from the paper:
   and the round's radius over the index's data unit u (logarithms), candidates verified, the
   round index, and the pages read and index entries taken so far (``log1p``). The distance
   to the nearest candidate and the counts of ids at l - 1 and l - 2 collisions are left out:
-  they are not in the view, and the counts cost an O(n) scan of the collision counts.
+  they are not in the view, the counts cost an O(n) scan of the collision counts, and on
+  Mnist (QALSH, k = 10, from the traces) adding the three changed the validation
+  candidates at the tuned multipliers by under 1 %.
 - One model per recall target, predicting log2 of the candidates needed; the multiplier m is
   the smallest (by bisection) for which the mean recall of the validation queries with the
   cap ceil(m 2^prediction) reaches the target (the paper tunes it for the mean too).
 - The cap is clamped to [k, cap limit] (at least the candidates already verified when the
   warm-up is round 0). The cap limit is T2 (k + beta n) by default, so a learned search
   never verifies more than the papers' own budget; a larger limit can be tuned where T2
-  does not reach a target (``cap_limit``, at most the permissive run's cap). The k-th distance, unknown at a warm-up with fewer than k candidates, is the
-  feature value :data:`UNKNOWN`.
+  does not reach a target (``cap_limit``, at most the permissive run's cap). The k-th
+  distance, unknown at a warm-up with fewer than k candidates, is the feature value
+  :data:`UNKNOWN`.
 - With indexed points as training queries (:func:`lshdisk.tune.tune`'s sample) the point
   itself is among its candidates (it counts as no hit) and in the features (a verified
   candidate at distance 0), unlike a held-out query.
 - The trees are stored as plain numeric arrays in the index catalog and evaluated in numpy
   (:func:`predict`); scikit-learn is needed only to train (``pip install lshdisk[learn]``).
+  Per target: one float64 array of shape (nodes, 7), the columns :data:`NODE_COLUMNS` of
+  scikit-learn's TreePredictor nodes (a 2-D array rather than a structured dtype, which the
+  catalog does not store; node indices and flags are exact in float64), the int64 tree
+  offsets, and baseline and multiplier in the ``"termination"`` JSON document.
 """
 
 import math
@@ -55,8 +62,8 @@ import numpy as np
 from .termination import CandidateBudget, paper_cap
 
 __all__ = ["FEATURES", "TrainingSet", "TerminationModel", "LearnedBudget", "collect", "train",
-           "labels", "prefix_recalls", "predict", "export_trees", "require_sklearn", "view_features", "MODEL_FORMAT",
-           "MODEL_VERSION", "MODEL_DOC"]
+           "labels", "prefix_recalls", "predict", "export_trees", "require_sklearn",
+           "view_features", "MODEL_FORMAT", "MODEL_VERSION", "MODEL_DOC"]
 
 #: The catalog's JSON document of a model, and the prefix of its arrays.
 MODEL_DOC = "termination"
@@ -422,8 +429,9 @@ class TerminationModel:
         """
         from .errors import CorruptIndexError, UnsupportedIndexVersionError
         if not isinstance(doc, dict) or doc.get("format") != MODEL_FORMAT:
-            raise UnsupportedIndexVersionError(f"{path}: the catalog's {MODEL_DOC!r} document "
-                                               f"is not an {MODEL_FORMAT} model: rerun 'lshdisk tune'")
+            raise UnsupportedIndexVersionError(
+                f"{path}: the catalog's {MODEL_DOC!r} document is not an {MODEL_FORMAT} model: "
+                f"rerun 'lshdisk tune'")
         version = doc.get("version")
         if not isinstance(version, list) or not version or version[0] != MODEL_VERSION[0]:
             raise UnsupportedIndexVersionError(f"{path}: termination model version {version} is "
@@ -443,7 +451,8 @@ class TerminationModel:
                 per[float(m["target"])] = _TargetModel(nodes=nodes, offsets=offsets,
                                                        baseline=float(m["baseline"]),
                                                        multiplier=float(m["multiplier"]))
-            return cls(k=int(doc["k"]), cap_limit=int(doc["cap_limit"]), per_target=per, figures=doc.get("figures", {}),
+            return cls(k=int(doc["k"]), cap_limit=int(doc["cap_limit"]), per_target=per,
+                       figures=doc.get("figures", {}),
                        sklearn_version=str(doc.get("sklearn", "")))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise CorruptIndexError(f"{path}: the termination model is damaged ({exc}): rerun "
