@@ -1,4 +1,4 @@
-"""The ``lshdisk`` command line: build, search, groundtruth, evaluate, info, verify, demo.
+"""The ``lshdisk`` command line: build, search, groundtruth, evaluate, tune, info, verify, demo.
 
 Each command parses its options, makes one library call, and prints the result: a table for
 people, or JSON with ``--json``. Failures print one line naming the problem and the fix and
@@ -260,11 +260,14 @@ _policy_options = [
     click.option("--max-candidates", type=click.IntRange(min=1), default=None,
                  help="Candidate cap (>= k) instead of T2's k + beta*n: trades page reads for "
                       "recall in every method."),
-    click.option("--termination", type=click.Choice(list(POLICIES)), default="paper",
-                 show_default=True,
-                 help="paper: stop at T1 (k candidates within c*R) or T2 (the cap); budget: T2 "
-                      "alone, widening rounds until the cap."),
+    click.option("--termination", type=click.Choice(list(POLICIES)), default=None,
+                 help="paper (default): stop at T1 (k candidates within c*R) or T2 (the cap); "
+                      "budget: T2 alone, widening rounds until the cap."),
 ]
+_recall_target_option = click.option(
+    "--recall-target", type=float, default=None,
+    help="Stop each query at the candidate cap the index's tuned model predicts for this mean "
+         "recall@k (see 'lshdisk tune').")
 _threads_option = click.option(
     "--threads", type=click.IntRange(min=1), default=None,
     help="Threads searching the queries in parallel (default: one per core); answers and "
@@ -272,7 +275,7 @@ _threads_option = click.option(
 
 
 def _with_search_options(f):
-    for opt in reversed([*_policy_options, _threads_option]):
+    for opt in reversed([*_policy_options, _recall_target_option, _threads_option]):
         f = opt(f)
     return f
 
@@ -295,7 +298,7 @@ def _with_policy_options(f):
 @_with_search_options
 @click.option("--json", "as_json", is_flag=True, help="Print the cost summary as JSON.")
 def search(index_dir, queries, queries_opt, k, out, query_format, query_dtype, cache,
-           max_candidates, termination, threads, as_json):
+           max_candidates, termination, recall_target, threads, as_json):
     """Search INDEX_DIR for the k nearest neighbours of each query in QUERIES."""
     from .datasets import write_groundtruth
     from .index import open as open_index
@@ -310,6 +313,7 @@ def search(index_dir, queries, queries_opt, k, out, query_format, query_dtype, c
             q = _load_queries(queries, query_format, query_dtype, index.d)
             D, I, stats = index.search(q, k, return_stats=True, threads=threads,
                                        max_candidates=max_candidates, termination=termination,
+                                       recall_target=recall_target,
                                        progress=lambda done, total: progress("search", done, total))
         fmt = "ivecs" if out.endswith(".ivecs") else "qalsh"
         write_groundtruth(out, D, I, format=fmt)
@@ -379,7 +383,7 @@ def groundtruth(source, queries, k, out, memory, fmt, dtype, dim, query_format, 
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def evaluate(index_dir, queries, queries_opt, gt_path, gt_format, ks, query_format, query_dtype,
-             cache, max_candidates, termination, threads, as_json, quiet):
+             cache, max_candidates, termination, recall_target, threads, as_json, quiet):
     """Search QUERIES for each k and report overall ratio, recall and disk cost per query."""
     from .evaluate import evaluate as run
     from .index import open as open_index
@@ -392,7 +396,7 @@ def evaluate(index_dir, queries, queries_opt, gt_path, gt_format, ks, query_form
             q = _load_queries(queries, query_format, query_dtype, index.d)
             gt_D = _load_groundtruth(gt_path, gt_format, q, [index])
             rows = run(index, q, gt_D, ks, threads=threads, max_candidates=max_candidates,
-                       termination=termination,
+                       termination=termination, recall_target=recall_target,
                        progress=lambda done, total: progress("search", done, total))
     except (LshdiskError, StorageError, ValueError, OSError) as exc:
         _fail(exc)
@@ -488,6 +492,94 @@ def info(index_dir, as_json):
         click.echo(f"file       {name}: {f['pages']} pages, {f['bytes'] / 2**20:.2f} MiB")
     click.echo(f"built in   {data['build']['seconds']:.2f} s with memory limit "
                f"{data['build']['memory_limit_bytes'] / 2**20:.0f} MiB")
+    model = data.get("termination_model")
+    if model is not None:
+        click.echo(f"learned    termination model for k = {model['k']}, recall targets "
+                   + ", ".join(f"{t:g}" for t in model["targets"])
+                   + f" (scikit-learn {model['sklearn']})")
+        for line in _figure_lines(model["figures"]):
+            click.echo("           " + line)
+
+
+def _figure_lines(figures):
+    """One line per recall target of a model's training figures."""
+    lines = []
+    for target, f in sorted(figures.items(), key=lambda item: float(item[0])):
+        fixed = ("no fixed cap up to the cap limit reaches it" if f["fixed_cap"] is None else
+                 f"best fixed cap {f['fixed_cap']}: recall {f['fixed_mean_recall']:.3f}, "
+                 f"{f['fixed_mean_candidates']:.1f} candidates")
+        lines.append(f"r = {target}: {f['n_train']} train / {f['n_val']} validation queries, "
+                     f"multiplier {f['multiplier']:.3g}: validation recall "
+                     f"{f['val_mean_recall']:.3f}, {f['val_mean_candidates']:.1f} candidates; "
+                     f"{fixed}")
+        if f["val_mean_recall"] < float(target) - 1e-9:
+            lines.append(f"r = {target} is not reached within the cap limit: searches with it "
+                         f"stop at the limit; tune again with a larger --cap-limit")
+    return lines
+
+
+@main.command()
+@click.argument("index_dir", type=click.Path())
+@click.option("--queries", "queries", default=None,
+              help="Training queries (default: a seeded sample of the indexed points).")
+@click.option("--gt", "gt_path", default=None,
+              help="Exact ground truth of --queries (default: computed over the index's vectors).")
+@click.option("--gt-format", type=click.Choice(["qalsh", "hdf5"]), default="qalsh",
+              show_default=True, help="Format of --gt.")
+@click.option("--sample", type=click.IntRange(min=4), default=2000, show_default=True,
+              help="Indexed points to train on when no --queries are given.")
+@click.option("--recall", "recalls", default="0.8,0.9,0.95", show_default=True,
+              help="Comma-separated recall targets to tune for.")
+@click.option("-k", type=click.IntRange(min=1), default=10, show_default=True,
+              help="Neighbours per query.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the sample, the validation split and the trees.")
+@click.option("--cap-limit", type=click.IntRange(min=1), default=None,
+              help="Largest candidate cap the learned search may set (default: T2, k + beta*n; "
+                   "raise it where T2 does not reach a target).")
+@_with_query_options
+@_threads_option
+@click.option("--json", "as_json", is_flag=True, help="Print the training figures as JSON.")
+def tune(index_dir, queries, gt_path, gt_format, sample, recalls, k, seed, cap_limit,
+         query_format, query_dtype, cache, threads, as_json):
+    """Train the learned termination of INDEX_DIR (search(..., recall_target=r)) and store it
+    in the index's catalog, replacing any earlier model."""
+    from .index import open as open_index
+    from .tune import tune as run, write_model
+    try:
+        targets = sorted({float(t) for t in recalls.split(",") if t.strip()})
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {recalls!r}",
+                                 param_hint="--recall") from None
+    if not targets or any(not 0.0 < t <= 1.0 for t in targets):
+        raise click.BadParameter(f"recall targets must be in (0, 1], got {recalls!r}",
+                                 param_hint="--recall")
+    if gt_path is not None and queries is None:
+        raise click.BadParameter("--gt needs --queries", param_hint="--gt")
+    try:
+        with open_index(index_dir, cache_bytes=cache, termination_model=False) as index:
+            _check_k([k], index)
+            q = gt = None
+            if queries is not None:
+                q = _load_queries(queries, query_format, query_dtype, index.d)
+                if gt_path is not None:
+                    from .datasets import read_groundtruth
+                    from .evaluate import check_groundtruth
+                    gt = read_groundtruth(gt_path, format=gt_format, n_queries=q.shape[0])
+                    if gt[0] is None or gt[1] is None:
+                        raise ValueError(f"{gt_path} must hold distances and ids")
+                    check_groundtruth(index, q, gt[0], gt[1], label=str(gt_path))
+            model = run(index, targets, k=k, queries=q, gt=gt, sample=sample, seed=seed,
+                        threads=threads, cap_limit=cap_limit)
+        write_model(index_dir, model)  # the index is closed: no catalog handle is open
+    except (ImportError, LshdiskError, StorageError, ValueError, OSError) as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps({"k": k, "targets": targets, "figures": model.figures}, indent=2))
+        return
+    click.echo(f"tuned {index_dir} for k = {k}, caps up to {model.cap_limit}:")
+    for line in _figure_lines(model.figures):
+        click.echo("  " + line)
 
 
 #: The demo's evaluation: k values, and queries searched first, untimed, so that the timings

@@ -138,7 +138,7 @@ def check_groundtruth(index, queries, gt_D, gt_I, *, label="the ground truth"):
 
 
 def evaluate(index, queries, gt_D, ks, *, progress=None, threads=None, max_candidates=None,
-             termination="paper"):
+             termination=None, recall_target=None):
     """Search ``queries`` once per k and measure quality and cost.
 
     Parameters
@@ -150,7 +150,7 @@ def evaluate(index, queries, gt_D, ks, *, progress=None, threads=None, max_candi
     ks : sequence of int
     progress : callable, optional
         ``progress(done, total)`` after each query, over all k (total = len(ks) * n_queries).
-    threads, max_candidates, termination : optional
+    threads, max_candidates, termination, recall_target : optional
         Passed to :meth:`lshdisk.Index.search` (``cpu_ms`` is each query's own thread's CPU
         time; pass ``threads=1`` to measure it on an otherwise idle machine).
 
@@ -166,7 +166,8 @@ def evaluate(index, queries, gt_D, ks, *, progress=None, threads=None, max_candi
         step = None if progress is None else (
             lambda done, _total, base=i * nq: progress(base + done, len(ks) * nq))
         D, _, stats = index.search(queries, k, return_stats=True, progress=step, threads=threads,
-                                   max_candidates=max_candidates, termination=termination)
+                                   max_candidates=max_candidates, termination=termination,
+                                   recall_target=recall_target)
         mean = stats.mean()
         rows.append({
             "algorithm": index.algorithm,

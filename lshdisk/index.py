@@ -31,6 +31,7 @@ from . import __version__
 from .datasets import open_source, read_queries
 from .errors import CorruptIndexError, IndexExistsError, NotAnIndexError
 from . import registry
+from .learned_termination import MODEL_DOC, LearnedBudget, TerminationModel
 from .metadata import INDEX_FORMAT, INDEX_VERSION, IndexMeta
 from .search import RoundSearch, SearchOptions
 from .vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
@@ -296,7 +297,12 @@ def _looks_like_index(path):
         return False
 
 
-def open(index_dir, *, cache_bytes=0):  # noqa: A001 - the API is lshdisk.open, as faiss.read_index
+def _is_model_entry(name):
+    """True for the catalog entries of a termination model (not the method's arrays)."""
+    return name == MODEL_DOC or name.startswith(MODEL_DOC + "/")
+
+
+def open(index_dir, *, cache_bytes=0, termination_model=True):  # noqa: A001 - as faiss.read_index
     """Open an index for searching.
 
     Parameters
@@ -305,6 +311,9 @@ def open(index_dir, *, cache_bytes=0):  # noqa: A001 - the API is lshdisk.open, 
     cache_bytes : int or str
         Buffer-pool capacity shared by the index's files; 0 (default) means every page access
         is a counted device read, as in the reference codes.
+    termination_model : bool
+        Read the tuned learned-termination model, if the catalog holds one (False: leave it
+        out, e.g. to tune again an index whose model this lshdisk cannot read).
 
     Returns
     -------
@@ -315,7 +324,7 @@ def open(index_dir, *, cache_bytes=0):  # noqa: A001 - the API is lshdisk.open, 
     NotAnIndexError
         If ``index_dir`` does not hold an lshdisk index.
     """
-    return Index(index_dir, cache_bytes=cache_bytes)
+    return Index(index_dir, cache_bytes=cache_bytes, termination_model=termination_model)
 
 
 @dataclass(frozen=True, slots=True)
@@ -417,7 +426,7 @@ class Index:
         or the per-query :class:`SearchStats`, and :meth:`set_trace` to observe every read.
     """
 
-    def __init__(self, index_dir, *, cache_bytes=0):
+    def __init__(self, index_dir, *, cache_bytes=0, termination_model=True):
         self.path = os.path.abspath(os.fspath(index_dir))
         self._readers = []
         self._idle = []
@@ -435,8 +444,12 @@ class Index:
         try:
             with Catalog.open(os.path.join(self.path, CATALOG_DIR)) as catalog:
                 meta = catalog.get_json("index")
-                arrays = {name: catalog.get_array(name) for name in catalog.names()
-                          if name != "index"}
+                names = catalog.names()
+                arrays = {name: catalog.get_array(name) for name in names
+                          if name != "index" and not _is_model_entry(name)}
+                model_doc = catalog.get_json(MODEL_DOC) if MODEL_DOC in names else None
+                model_arrays = {name: catalog.get_array(name) for name in names
+                                if name.startswith(MODEL_DOC + "/")}
         except CorruptCatalogError as exc:
             raise CorruptIndexError(str(exc)) from exc
         except (StorageError, KeyError) as exc:
@@ -456,6 +469,15 @@ class Index:
             raise CorruptIndexError(f"{self.path}: the index metadata's dtype or parameters are "
                                     f"damaged ({exc}); rebuild the index") from exc
         self._arrays = arrays
+        #: The tuned learned-termination model (lshdisk tune), or None.
+        self.termination_model = None
+        if model_doc is not None and termination_model:
+            def get_model_array(name):
+                if name not in model_arrays:
+                    raise KeyError(name)
+                return model_arrays[name]
+            self.termination_model = TerminationModel.from_catalog(model_doc, get_model_array,
+                                                                   path=self.path)
         self.buffer_pool = BufferPool(cache)
         first = self._new_reader()
         self._idle.append(first)
@@ -512,7 +534,8 @@ class Index:
                 self._idle.append(reader)
 
     def search(self, queries, k, *, return_stats=False, progress=None, max_candidates=None,
-               termination="paper", trace=False, threads=None, return_candidates=False):
+               termination=None, trace=False, threads=None, return_candidates=False,
+               recall_target=None):
         """c-approximate k-nearest-neighbour search under Euclidean distance.
 
         Parameters
@@ -532,6 +555,11 @@ class Index:
         termination : str or TerminationPolicy
             ``"paper"`` (T1 and T2, the default), ``"budget"`` (T2 alone) or a policy object
             (:mod:`lshdisk.termination`).
+        recall_target : float, optional
+            Stop each query at the candidate cap the index's tuned model predicts for this
+            mean recall@k (:mod:`lshdisk.learned_termination`; tune with ``lshdisk tune``).
+            Only for a tuned target and the tuned k; not with ``termination`` or
+            ``max_candidates``.
         trace : bool
             Also return, per query, a structured array of one record per round
             (:data:`lshdisk.search.TRACE_DTYPE`, documented field by field there).
@@ -563,10 +591,16 @@ class Index:
         ------
         ValueError
             If k < 1, max_candidates < k, threads < 1, or queries have the wrong dimension or
-            hold NaN/Inf; if the index is closed.
+            hold NaN/Inf; if the index is closed; for a ``recall_target`` with no tuned
+            model, not tuned, for another k, or given with ``termination`` or
+            ``max_candidates``.
         TypeError
             If k, max_candidates or threads is not an int, or termination not a policy.
         """
+        if recall_target is not None:
+            termination = self._learned_policy(k, recall_target, termination, max_candidates)
+        elif termination is None:
+            termination = "paper"
         options = SearchOptions(k=k, termination=termination, max_candidates=max_candidates,
                                 trace=bool(trace))
         k = options.k
@@ -649,6 +683,21 @@ class Index:
             out.append(found)
         return tuple(out)
 
+    def _learned_policy(self, k, recall_target, termination, max_candidates):
+        """The LearnedBudget of ``recall_target`` (errors: see :meth:`search`)."""
+        if termination is not None or max_candidates is not None:
+            raise ValueError("recall_target sets the termination itself: do not pass "
+                             "termination or max_candidates with it")
+        if isinstance(recall_target, bool) or \
+                not isinstance(recall_target, (int, float, np.integer, np.floating)):
+            raise TypeError(f"recall_target must be a float, got {type(recall_target).__name__}")
+        model = self.termination_model
+        if model is None:
+            raise ValueError(f"{self.path} has no tuned termination model: run 'lshdisk tune "
+                             f"INDEX --recall {float(recall_target):g}' first")
+        model.check(k, float(recall_target))
+        return LearnedBudget(model, float(recall_target), self.metadata.method.unit.u)
+
     def io_report(self, stats, device="ssd", *, queries=None, scan_algorithm_ms=None):
         """Query processing time of a search on a device, beside the linear scan.
 
@@ -689,6 +738,11 @@ class Index:
             "files": files,
             "index_bytes": sum(f["bytes"] for f in files.values()),
             "build": meta.build.to_dict(),
+            "termination_model": None if self.termination_model is None else {
+                "k": self.termination_model.k,
+                "targets": list(self.termination_model.targets),
+                "figures": self.termination_model.figures,
+                "sklearn": self.termination_model.sklearn},
         }
 
     def _check_open(self):

@@ -123,10 +123,12 @@ class SearchOptions:
 #: - ``entries``: index entries taken so far;
 #: - ``page_reads``: pages the query has read so far;
 #: - ``stale_rounds``: rounds since the top-k last changed (a candidate entered it), counted
-#:   once k candidates are verified (0 before).
+#:   once k candidates are verified (0 before);
+#: - ``k_round``: the round at whose end k candidates were first verified, -1 before (so a
+#:   policy sees its warm-up round, ``view.round == view.k_round``, without keeping state).
 RoundView = namedtuple("RoundView", ["round", "k", "cap", "c", "radius", "c_radius",
                                      "n_candidates", "n_verified", "kth_distance", "entries",
-                                     "page_reads", "stale_rounds"])
+                                     "page_reads", "stale_rounds", "k_round"], defaults=(-1,))
 
 
 class RoundSearcher(Protocol):
@@ -210,6 +212,7 @@ class RoundSearch:
         view = None
         rnd = 0
         last_change = 0  # the round in which the top-k last changed
+        k_round = -1  # the round in which k candidates were first verified
         adjust = getattr(policy, "cap_after", None)
         try:
             step.begin(q)
@@ -226,10 +229,12 @@ class RoundSearch:
                         kth = math.sqrt(np.partition(cand_sq[:n_verified], k - 1)[k - 1])
                     if before < k or kth < kth_before:
                         last_change = rnd
+                    if before < k <= n_verified:
+                        k_round = rnd
                 view = RoundView(rnd, k, int(nums[CAP]), step.c, step.radius, step.c_radius,
                                  n_cands, n_verified, kth, int(nums[N_ENTRIES]),
                                  counter.page_reads - reads0,
-                                 rnd - last_change if n_verified >= k else 0)
+                                 rnd - last_change if n_verified >= k else 0, k_round)
                 if tracing:
                     rows.append(self._trace_row(view, counter.snapshot().delta(io0),
                                                    cand_sq[:n_verified]))

@@ -24,7 +24,9 @@ The contract, :class:`TerminationPolicy`:
 Implemented: :class:`PaperTermination` (T1 and T2 of C2LSH, QALSH and I-LSH, the default),
 :class:`CandidateBudget` (T2 only: verify up to the cap, widening rounds as needed), and the
 baselines a learned rule is measured against: :class:`PageBudget` (a fixed page budget per
-query) and :class:`Patience` (stop after N rounds without a change of the top-k).
+query) and :class:`Patience` (stop after N rounds without a change of the top-k). The
+learned rule, :class:`lshdisk.learned_termination.LearnedBudget` (a candidate cap predicted
+per query through ``cap_after``), lives in a module of its own.
 """
 
 import math

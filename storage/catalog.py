@@ -341,15 +341,7 @@ class Catalog:
         -----
         Disk access: one synchronous LMDB write transaction.
         """
-        self._check_writable()
-        key = _name_key(name)
-        value = _dump_json(obj)
-
-        def put(txn):
-            txn.delete(_ARRAY_PREFIX + key)
-            txn.put(_JSON_PREFIX + key, _seal(_JSON_PREFIX + key, value))
-
-        self._write(put, len(value))
+        self.put_many(documents={name: obj})
 
     def get_json(self, name: str):
         """Return the JSON document stored under `name`, decoded.
@@ -415,28 +407,51 @@ class Catalog:
         Disk access: one synchronous LMDB write transaction writing ``array.nbytes`` plus
         a small header; the map grows first if needed.
         """
+        self.put_many(arrays={name: array})
+
+    def put_many(self, *, documents=None, arrays=None, delete=()) -> None:
+        """Store several JSON documents and arrays, and remove names, in one write
+        transaction: either all of it happens or none (readers see the catalog before or
+        after, never between).
+
+        Parameters
+        ----------
+        documents : dict of str to JSON-serialisable object, optional
+            As for :meth:`put_json`.
+        arrays : dict of str to ndarray, optional
+            As for :meth:`put_array`.
+        delete : iterable of str
+            Names to remove (whichever kind they hold; absent names are ignored), before
+            the puts.
+
+        Raises
+        ------
+        As :meth:`put_json` and :meth:`put_array`; nothing is written if any value is
+        refused.
+
+        Notes
+        -----
+        Disk access: one synchronous LMDB write transaction.
+        """
         self._check_writable()
-        key = _name_key(name)
-        array = np.asarray(array)
-        if array.dtype.kind not in _ARRAY_KINDS:
-            raise TypeError(
-                f"array must have a bool, integer, float or complex dtype, got {array.dtype}"
-            )
-        le_dtype = array.dtype.newbyteorder("<")
-        header = _dump_json({"dtype": le_dtype.str, "shape": list(array.shape)})
-        start = _HEADER_LEN.size + len(header)
-        value = bytearray(start + array.nbytes)
-        _HEADER_LEN.pack_into(value, 0, len(header))
-        value[_HEADER_LEN.size : start] = header
-        if array.size:
-            target = np.frombuffer(value, dtype=le_dtype, offset=start).reshape(array.shape)
-            target[...] = array
+        gone = [_name_key(name) for name in delete]
+        entries = []  # (key of the new value, key of the other kind to remove, value)
+        for name, obj in (documents or {}).items():
+            key = _name_key(name)
+            entries.append((_JSON_PREFIX + key, _ARRAY_PREFIX + key, _dump_json(obj)))
+        for name, array in (arrays or {}).items():
+            key = _name_key(name)
+            entries.append((_ARRAY_PREFIX + key, _JSON_PREFIX + key, _encode_array(array)))
 
         def put(txn):
-            txn.delete(_JSON_PREFIX + key)
-            txn.put(_ARRAY_PREFIX + key, _seal(_ARRAY_PREFIX + key, value))
+            for key in gone:
+                txn.delete(_JSON_PREFIX + key)
+                txn.delete(_ARRAY_PREFIX + key)
+            for full_key, other_key, value in entries:
+                txn.delete(other_key)
+                txn.put(full_key, _seal(full_key, value))
 
-        self._write(put, len(value))
+        self._write(put, sum(len(value) for _, _, value in entries))
 
     def get_array(self, name: str) -> np.ndarray:
         """Return a new, writable copy of the array stored under `name`.
@@ -561,6 +576,25 @@ class Catalog:
             except lmdb.Error as exc:
                 raise _lmdb_write_error(self.path, exc, value_bytes) from exc
 
+
+
+def _encode_array(array) -> bytearray:
+    """The array body of the framing in the module docstring (dtype checked)."""
+    array = np.asarray(array)
+    if array.dtype.kind not in _ARRAY_KINDS:
+        raise TypeError(
+            f"array must have a bool, integer, float or complex dtype, got {array.dtype}"
+        )
+    le_dtype = array.dtype.newbyteorder("<")
+    header = _dump_json({"dtype": le_dtype.str, "shape": list(array.shape)})
+    start = _HEADER_LEN.size + len(header)
+    value = bytearray(start + array.nbytes)
+    _HEADER_LEN.pack_into(value, 0, len(header))
+    value[_HEADER_LEN.size : start] = header
+    if array.size:
+        target = np.frombuffer(value, dtype=le_dtype, offset=start).reshape(array.shape)
+        target[...] = array
+    return value
 
 def _name_key(name: str) -> bytes:
     if not isinstance(name, str):

@@ -304,3 +304,16 @@ def test_catalog_read_only_open_works_in_a_read_only_directory(cat_dir):
             assert cat.get_json("params") == PARAMS
     finally:
         os.chmod(cat_dir, mode)
+
+
+def test_catalog_put_many_writes_all_or_nothing(cat_dir):
+    with Catalog.create(cat_dir) as cat:
+        cat.put_json("keep", {"a": 1})
+        cat.put_many(documents={"doc": {"b": [1, 2]}}, arrays={"arr": np.arange(4)})
+        assert cat.get_json("doc") == {"b": [1, 2]}
+        np.testing.assert_array_equal(cat.get_array("arr"), np.arange(4))
+        with pytest.raises(TypeError):  # the second value is refused: the first is not stored
+            cat.put_many(arrays={"ok": np.zeros(2), "bad": np.array(["x"])})
+        assert cat.names() == ["arr", "doc", "keep"]
+        cat.put_many(documents={"new": 1}, delete=["arr", "absent"])
+        assert cat.names() == ["doc", "keep", "new"]
