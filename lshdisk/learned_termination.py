@@ -59,6 +59,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._kernels.forest import predict_one
+
 from .termination import CandidateBudget, paper_cap
 
 __all__ = ["FEATURES", "TrainingSet", "TerminationModel", "LearnedBudget", "collect", "train",
@@ -354,8 +356,10 @@ class _TargetModel:
     multiplier: float
 
     def cap(self, x):
-        """The cap ceil(multiplier 2^prediction) of features x (1-D)."""
-        pred = predict(self.nodes, self.offsets, self.baseline, x)
+        """The cap ceil(multiplier 2^prediction) of features x (1-D), the trees evaluated by a
+        compiled kernel (:func:`lshdisk._kernels.forest.predict_one`, which gives
+        :func:`predict`'s values)."""
+        pred = predict_one(self.nodes, self.offsets, self.baseline, x)
         return int(min(math.ceil(self.multiplier * 2.0 ** min(pred, 62.0)), 2 ** 62))
 
 

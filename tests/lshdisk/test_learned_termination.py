@@ -52,6 +52,12 @@ def test_numpy_predictor_matches_sklearn():
                                rtol=0, atol=1e-9)
     assert predict(nodes, offsets, baseline, x[3]) == pytest.approx(model.predict(x[3:4])[0],
                                                                     abs=1e-9)
+    # The compiled one-sample predictor the search uses gives the same values, NaN included.
+    from lshdisk._kernels.forest import predict_one
+    x[5, 2] = np.nan
+    want = model.predict(x)
+    got = np.array([predict_one(nodes, offsets, baseline, row) for row in x])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
 
 
 def test_labels_by_hand():
