@@ -95,20 +95,11 @@ def test_max_candidates_caps_every_method(clustered, clustered_index_dir):
     assert np.all(st.candidates == 25)
 
 
-class _CapAfterFirstCandidates:
+class _CapAfterFirstCandidates(CandidateBudget):
     """Verify 3 more candidates after the first round that finds any (a budget predicted
     after a warm-up, in miniature)."""
 
     name = "test-cap"
-
-    def candidate_cap(self, k, n, beta):
-        return paper_cap(k, n, beta)
-
-    def should_stop(self, view):
-        return False
-
-    def radius_limit(self, view):
-        return math.inf
 
     def cap_after(self, view):
         return view.n_candidates + 3 if view.n_candidates else None
