@@ -106,6 +106,21 @@ def _queries_arg(positional, option):
     return positional if positional is not None else option
 
 
+def _parse_targets(text):
+    """Comma-separated recall targets in (0, 1], for report's --recall-target; () if None."""
+    if text is None:
+        return ()
+    try:
+        targets = [float(x) for x in str(text).split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers such as 0.8,0.9, got "
+                                 f"{text!r}", param_hint="--recall-target") from None
+    if not all(0 < r <= 1 for r in targets):
+        raise click.BadParameter(f"every recall target must lie in (0, 1], got {text!r}",
+                                 param_hint="--recall-target")
+    return tuple(targets)
+
+
 def _parse_unit(text):
     """'auto' or a positive number, for --unit."""
     if text == "auto":
@@ -756,9 +771,13 @@ _REPORT_KS = "1,10,20,30,40,50,60,70,80,90,100"
 @click.option("--plot", "plot_dir", type=click.Path(), default=None,
               help="Write the six figures (PNG) into this directory.")
 @_with_policy_options
+@click.option("--recall-target", "recall_targets", default=None,
+              help="Comma-separated recall targets: also search each index with its learned "
+                   "termination (see 'lshdisk tune') at the k it was tuned for, in rows and "
+                   "figures of their own beside the fixed rules.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def report(index_dirs, queries_path, fmt, dtype, dim, gt_path, gt_format, ks, devices, json_path,
-           csv_path, plot_dir, max_candidates, termination, quiet):
+           csv_path, plot_dir, max_candidates, termination, recall_targets, quiet):
     """Query processing time of INDEX_DIRS on HDD, SSD and measured devices, beside a linear scan.
 
     Searches the queries for every k with no buffer pool, then prints per device and
@@ -771,6 +790,7 @@ def report(index_dirs, queries_path, fmt, dtype, dim, gt_path, gt_format, ks, de
     from .report import build_report, format_tables, plot_report, write_csv, write_json
     from cost_model import get_profile
     ks = _parse_ks(ks)
+    targets = _parse_targets(recall_targets)
     _check_out_dir(json_path, "--json")
     _check_out_dir(csv_path, "--csv")
     try:
@@ -796,6 +816,7 @@ def report(index_dirs, queries_path, fmt, dtype, dim, gt_path, gt_format, ks, de
         gt_D = _load_groundtruth(gt_path, gt_format, q, indexes)
         result = build_report(indexes, q, gt_D, ks, profiles, max_candidates=max_candidates,
                               termination=termination,
+                              recall_targets=targets,
                               progress=lambda stage, done, total: progress(
                                   _REPORT_LABELS.get(stage, stage), done, total))
         progress.close()

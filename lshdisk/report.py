@@ -246,7 +246,7 @@ def _profiles(devices):
 
 
 def build_report(indexes, queries, gt_distances, ks, devices=("hdd", "ssd"), *, progress=None,
-                 max_candidates=None, termination="paper"):
+                 max_candidates=None, termination="paper", recall_targets=()):
     """Search every index for every k and cost the searches on every device.
 
     Parameters
@@ -265,6 +265,11 @@ def build_report(indexes, queries, gt_distances, ks, devices=("hdd", "ssd"), *, 
         ``"scan"`` the datasets whose linear scan is timed.
     max_candidates, termination : optional
         Passed to :meth:`lshdisk.Index.search` (the candidate cap, the termination policy).
+    recall_targets : sequence of float
+        Also search each index with its learned termination at these targets
+        (``recall_target=r``, :mod:`lshdisk.learned_termination`), at the k it was tuned for:
+        rows labelled ``"<label>, recall target r"`` beside the others, so the figures and
+        tables compare learned and fixed termination.
 
     Returns
     -------
@@ -274,7 +279,8 @@ def build_report(indexes, queries, gt_distances, ks, devices=("hdd", "ssd"), *, 
     ------
     ValueError
         No index or k, a k < 1, queries or ground truth of the wrong shape, duplicate
-        device names.
+        device names; a recall target some index was not tuned for, or whose tuned k is not
+        among ``ks``.
 
     Notes
     -----
@@ -312,36 +318,49 @@ def build_report(indexes, queries, gt_distances, ks, devices=("hdd", "ssd"), *, 
     if progress is not None:
         progress("scan", len(keys), len(keys))
 
-    rows = []
-    total, done = len(indexes) * len(ks), 0
+    runs = []  # (index, label, k, search keywords)
     for ix, label in zip(indexes, labels):
-        _warm_page_cache(ix)  # algorithm_ms must hold no device wait: the terms count it
-        ix.search(queries[:1], max(ks))  # load the compiled kernels
+        runs += [(ix, label, k, {"max_candidates": max_candidates, "termination": termination})
+                 for k in ks]
+        for r in recall_targets:
+            model = ix.termination_model
+            if model is None or model.k not in ks:
+                raise ValueError(f"{ix.path} has no learned termination tuned for one of k = "
+                                 f"{_ks_text(ks)}: run 'lshdisk tune {ix.path} --recall {r:g}' "
+                                 f"or report its tuned k")
+            ix.search(queries[:1], model.k, recall_target=r)  # the target is tuned: check
+            runs.append((ix, f"{label}, recall target {r:g}", model.k, {"recall_target": r}))
+    rows = []
+    total, done = len(runs), 0
+    warmed = set()
+    for ix, label, k, search_kw in runs:
+        if id(ix) not in warmed:
+            _warm_page_cache(ix)  # algorithm_ms must hold no device wait: the terms count it
+            ix.search(queries[:1], max(ks))  # load the compiled kernels
+            warmed.add(id(ix))
         scan = scans[_dataset_key(ix)]
-        for k in ks:
-            D, _, stats = ix.search(queries, k, return_stats=True, threads=1,
-                                    max_candidates=max_candidates, termination=termination)
-            bytes_read = float(np.mean(stats.bytes_read))
-            row = {"index": ix.path, "algorithm": ix.algorithm, "label": label, "k": k,
-                   "n_queries": nq, "page_reads": float(np.mean(stats.page_reads)),
-                   "seeks": float(np.mean(stats.seeks)), "mb_read": bytes_read / 1e6,
-                   "candidates": float(np.mean(stats.candidates)),
-                   "algorithm_ms": float(np.mean(stats.cpu_seconds)) * 1e3,
-                   "ratio": overall_ratio(D, gt_distances, k),
-                   "recall": recall_at_k(D, gt_distances, k)}
-            for p in profiles:
-                # Means of the per-query terms; the model is linear, so these equal the
-                # formula applied to the row's own mean seeks, MB and algorithm ms.
-                m = query_cost(row["seeks"], bytes_read, row["algorithm_ms"], p).mean()
-                row[f"{p.name}_seek_term_ms"] = m["seek_term_ms"]
-                row[f"{p.name}_read_term_ms"] = m["read_term_ms"]
-                row[f"{p.name}_qpt_ms"] = m["qpt_ms"]
-                row[f"{p.name}_scan_qpt_ms"] = scan[f"{p.name}_qpt_ms"]
-                row[f"{p.name}_vs_scan"] = scan[f"{p.name}_qpt_ms"] / m["qpt_ms"]
-            rows.append(row)
-            done += 1
-            if progress is not None:
-                progress("search", done, total)
+        D, _, stats = ix.search(queries, k, return_stats=True, threads=1, **search_kw)
+        bytes_read = float(np.mean(stats.bytes_read))
+        row = {"index": ix.path, "algorithm": ix.algorithm, "label": label, "k": k,
+               "n_queries": nq, "page_reads": float(np.mean(stats.page_reads)),
+               "seeks": float(np.mean(stats.seeks)), "mb_read": bytes_read / 1e6,
+               "candidates": float(np.mean(stats.candidates)),
+               "algorithm_ms": float(np.mean(stats.cpu_seconds)) * 1e3,
+               "ratio": overall_ratio(D, gt_distances, k),
+               "recall": recall_at_k(D, gt_distances, k)}
+        for p in profiles:
+            # Means of the per-query terms; the model is linear, so these equal the
+            # formula applied to the row's own mean seeks, MB and algorithm ms.
+            m = query_cost(row["seeks"], bytes_read, row["algorithm_ms"], p).mean()
+            row[f"{p.name}_seek_term_ms"] = m["seek_term_ms"]
+            row[f"{p.name}_read_term_ms"] = m["read_term_ms"]
+            row[f"{p.name}_qpt_ms"] = m["qpt_ms"]
+            row[f"{p.name}_scan_qpt_ms"] = scan[f"{p.name}_qpt_ms"]
+            row[f"{p.name}_vs_scan"] = scan[f"{p.name}_qpt_ms"] / m["qpt_ms"]
+        rows.append(row)
+        done += 1
+        if progress is not None:
+            progress("search", done, total)
     return Report(rows=rows, linear_scan=list(scans.values()), devices=profiles, n_queries=nq,
                   ks=tuple(ks))
 

@@ -251,3 +251,30 @@ def test_a_damaged_model_is_refused_and_tune_replaces_it(tuned, tmp_path):
         assert index.termination_model.targets == (0.8,)
     with Catalog.open(os.path.join(path, "catalog")) as cat:  # the old targets' arrays are gone
         assert not [n for n in cat.names() if n.startswith(MODEL_DOC + "/r0.9")]
+
+
+def test_report_compares_learned_and_fixed_termination(tuned, clustered, tmp_path):
+    """build_report(recall_targets=...) adds rows of the learned search at the tuned k, costed
+    on every device beside the fixed rules; the figures get a line of their own; an untuned
+    target is a one-line error."""
+    from lshdisk.report import build_report, plot_report
+    path, _ = tuned
+    with lshdisk.open(path) as index:
+        rep = build_report([index], clustered.q, clustered.gt_d.astype(np.float32), [1, K],
+                           ("hdd", "ssd"), recall_targets=(TARGET,))
+        _, _, st = index.search(clustered.q, K, return_stats=True, recall_target=TARGET,
+                                threads=1)
+        with pytest.raises(ValueError, match="lshdisk tune"):
+            build_report([index], clustered.q, clustered.gt_d.astype(np.float32), [1, K],
+                         ("hdd",), recall_targets=(0.7,))
+    learned = [r for r in rep.rows if "recall target" in r["label"]]
+    assert [(r["k"], r["label"]) for r in learned] == [(K, f"qalsh, recall target {TARGET:g}")]
+    assert learned[0]["page_reads"] == pytest.approx(float(np.mean(st.page_reads)))
+    assert learned[0]["hdd_qpt_ms"] > 0 and learned[0]["ssd_qpt_ms"] > 0
+    assert len([r for r in rep.rows if "recall target" not in r["label"]]) == 2
+    pytest.importorskip("matplotlib")
+    written = plot_report(rep, tmp_path / "figs")
+    assert len(written) == 6 and all(os.path.getsize(p) > 0 for p in written)
+    result = CliRunner().invoke(main, ["report", str(path), "--queries", "x.npy", "--gt", "x",
+                                       "--recall-target", "1.5"])
+    assert result.exit_code == 2 and "every recall target must lie in (0, 1]" in result.output
