@@ -104,7 +104,13 @@ class CandidateBudget:
         return "CandidateBudget()"
 
 
-class PageBudget:
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+class PageBudget(CandidateBudget):
     """A fixed page budget: stop after the first round at whose end the query has read at
     least ``max_pages`` pages (or at T2). The budget is checked between rounds, so a query may
     read past it by up to one round.
@@ -119,24 +125,16 @@ class PageBudget:
     __slots__ = ("max_pages",)
 
     def __init__(self, max_pages):
-        if isinstance(max_pages, bool) or not isinstance(max_pages, int) or max_pages < 1:
-            raise ValueError(f"max_pages must be a positive int, got {max_pages!r}")
-        self.max_pages = max_pages
-
-    def candidate_cap(self, k, n, beta):
-        return paper_cap(k, n, beta)
+        self.max_pages = _positive_int(max_pages, "max_pages")
 
     def should_stop(self, view):
         return view.page_reads >= self.max_pages
-
-    def radius_limit(self, view):
-        return math.inf
 
     def __repr__(self):
         return f"PageBudget({self.max_pages})"
 
 
-class Patience:
+class Patience(CandidateBudget):
     """Stop once k candidates are verified and the top-k has not changed for ``rounds``
     rounds (or at T2): the patience rule of graph-search early termination, over rounds of
     virtual rehashing (for I-LSH, walk segments).
@@ -151,18 +149,10 @@ class Patience:
     __slots__ = ("rounds",)
 
     def __init__(self, rounds):
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-            raise ValueError(f"rounds must be a positive int, got {rounds!r}")
-        self.rounds = rounds
-
-    def candidate_cap(self, k, n, beta):
-        return paper_cap(k, n, beta)
+        self.rounds = _positive_int(rounds, "rounds")
 
     def should_stop(self, view):
         return view.n_verified >= view.k and view.stale_rounds >= self.rounds
-
-    def radius_limit(self, view):
-        return math.inf
 
     def __repr__(self):
         return f"Patience({self.rounds})"
