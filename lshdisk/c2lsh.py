@@ -85,7 +85,7 @@ import os
 
 import numpy as np
 
-from storage import PageFile, id_bits_for
+from storage import PageFile, id_bits_for, new_run_log
 from storage.extsort import MIN_MEMORY_LIMIT_BYTES, ExternalSorter
 from storage.sorted_run import (DirectoryInfo, SortedRunWriter, check_data_pages,
                                 directory_entries_per_page, read_directory)
@@ -94,7 +94,6 @@ from ._kernels.c2lsh import (BAD_PAGE, CAP_REACHED, LOG_FULL, PLAN_MISMATCH, REA
                              ReadAhead, Tables, absorb, advance, advance_batch, all_counted,
                              buckets_from_keys, plan_batch, projection_keys, query_buckets,
                              scan_round)
-from ._kernels.qalsh_rounds import RunLog
 from ._kernels.counting import FLOOR, N_TOUCHED, new_counting, reset_counts, safe_tables
 from ._kernels.projection import project_one, project_rows
 from .errors import CorruptIndexError
@@ -428,8 +427,7 @@ class C2LSHSearcher:
                                   self._request)
         self._pages = np.zeros(2 * self.m, dtype=np.int64)
         log_size = 4 * self.m + 16
-        self._log = RunLog(np.zeros(log_size, np.int64), np.zeros(log_size, np.int64),
-                           np.zeros(1, np.int64))
+        self._log = new_run_log(log_size)
         self._err = np.zeros(3, dtype=np.int64)
         self._raw = None
         self._level = 1
@@ -494,10 +492,7 @@ class C2LSHSearcher:
             status, t = scan_round(t, self._raw, self._level, self.origin, self._tables,
                                    self._position, self.counting, self.params.l, ahead, log,
                                    err)
-            n = int(log.n[0])
-            if n:
-                pf.count_runs(log.firsts[:n], log.counts[:n])
-                log.n[0] = 0
+            pf.count_log(log)
             if status == LOG_FULL:
                 continue
             if status in (ROUND_DONE, CAP_REACHED):

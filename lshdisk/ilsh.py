@@ -36,11 +36,12 @@ import math
 
 import numpy as np
 
+from storage import new_run_log
+
 from ._kernels.counting import N_CANDS, N_TOUCHED, new_counting, reset_counts
 from ._kernels.ilsh import (CAP_REACHED, EXHAUSTED, FRESH, LOG_FULL, NEED_PAGE, NEIGHBOUR,
                             PENDING, RADIUS_REACHED, READ_ERROR, WALK_FIELDS, Heap, WalkCursors,
                             init_cursors, incremental_walk, walk_segment)
-from ._kernels.qalsh_rounds import RunLog
 from .qalsh import QALSHBuilder
 from .trees import ProjectionTrees
 
@@ -91,8 +92,7 @@ class ILSHSearcher:
         self._cursors = WalkCursors(self._pages, self._state, self._keyfmt)
         self._heap = Heap(self._heap_d, self._heap_c, self._walk)
         self.counting = new_counting(n, m, params.l, n)
-        self._log = RunLog(np.zeros(1024, np.int64), np.zeros(1024, np.int64),
-                           np.zeros(1, np.int64))
+        self._log = new_run_log(1024)
         self._raw = None
         self._status = 0
         self.radius = 0.0
@@ -144,10 +144,7 @@ class ILSHSearcher:
         while True:
             status = walk_segment(self._raw, pending, self._cursors, self._heap, trees.id_bits,
                                   trees.qproj, self.counting, self.params.l, x_stop, log)
-            n = int(log.n[0])
-            if n:
-                trees.file.count_runs(log.firsts[:n], log.counts[:n])
-                log.n[0] = 0
+            trees.file.count_log(log)
             if status == READ_ERROR:  # read it again through the page file, to raise the error
                 s, t = divmod(int(self._walk[PENDING]), self.m)
                 trees.file.read_page_into(int(self._state[s, t, NEIGHBOUR]), self._rows[s][t])

@@ -55,12 +55,12 @@ from dataclasses import asdict
 
 import numpy as np
 
-from storage import BulkLoader, PageFile, id_bits_for
+from storage import BulkLoader, PageFile, id_bits_for, new_run_log
 from storage.extsort import ExternalSorter, float32_to_ordered_u32, ordered_u32_to_float32
 from ._kernels.counting import FLOOR, N_TOUCHED, new_counting, safe_tables
 from ._kernels.projection import project_rows
 from ._kernels.qalsh_rounds import (CAP_REACHED, DIR_NODE, DONE, LOG_FULL, NEED_DIR,
-                                    READ_ERROR, Cursors, ReadAhead, RunLog, load_dir,
+                                    READ_ERROR, Cursors, ReadAhead, load_dir,
                                     median_head_distance, place_cursors, plan_runs, reset_query,
                                     scan_round, scan_sides)
 from .scale import UnitSample, draw_sample_ids
@@ -234,8 +234,7 @@ class QALSHSearcher:
         self._node_buf = np.zeros((1, ps), dtype=np.uint8)
         self._cursors = Cursors(self._pages, self._cur, self._keyfmt, self._dkeys, self._slots)
         log_size = 6 * m + 16
-        self._log = RunLog(np.zeros(log_size, np.int64), np.zeros(log_size, np.int64),
-                           np.zeros(1, np.int64))
+        self._log = new_run_log(log_size)
         self._raw = None
         self._next_head = None  # the median cursor head after the round, if the kernel gave it
         self._log_c = math.log(params.c)
@@ -308,10 +307,7 @@ class QALSHSearcher:
             status, t, err, self._next_head = scan_round(
                 t, self._raw, self._cursors, trees.tinfo, trees.id_bits, trees.qproj,
                 half_width, buffers, self.counting, p.l, log)
-            n = int(log.n[0])
-            if n:
-                trees.file.count_runs(log.firsts[:n], log.counts[:n])
-                log.n[0] = 0
+            trees.file.count_log(log)
             if status == LOG_FULL:
                 continue
             if status == READ_ERROR:

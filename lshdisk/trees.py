@@ -9,12 +9,12 @@ one (composition: neither searcher derives from the other).
 
 import numpy as np
 
-from storage import BPlusTree
+from storage import BPlusTree, new_run_log
 
 from .errors import CorruptIndexError
 from .metadata import catalog_array
 from ._kernels.projection import project_one
-from ._kernels.qalsh_rounds import Cursors, RunLog, descend, descend_raw, hold_dirs
+from ._kernels.qalsh_rounds import Cursors, descend, descend_raw, hold_dirs
 
 __all__ = ["ProjectionTrees", "TREES_FILE", "TREES_KIND"]
 
@@ -68,8 +68,7 @@ class ProjectionTrees:
         self._ones = np.ones(self.m, dtype=np.int64)
         self._nodes = np.zeros(self.m, dtype=np.int64)
         size = self.height * self.m
-        self._log = RunLog(np.zeros(size, np.int64), np.zeros(size, np.int64),
-                           np.zeros(1, np.int64))
+        self._log = new_run_log(size)
         # Stands for the cursors when a descent holds no directory nodes (I-LSH).
         self._no_dirs = Cursors(np.zeros((2, 1, 1), np.uint8), np.zeros((2, 1, 4), np.int64),
                                 np.zeros((2, 1, 3)), np.zeros((2, 1, 1)),
@@ -118,10 +117,7 @@ class ProjectionTrees:
                              self._node_buf, leaf_pages,
                              self._no_dirs if dirs is None else dirs, dirs is not None, log,
                              nodes)
-            n = int(log.n[0])
-            if n:
-                self.file.count_runs(log.firsts[:n], log.counts[:n])
-                log.n[0] = 0
+            self.file.count_log(log)
             if not ok:  # read the failing level again through the page file, to raise
                 self.file.read_runs_into(nodes, self._ones, self._node_buf)
                 raise OSError(f"{self.file.path}: a tree node failed to read, then read "

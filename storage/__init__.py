@@ -13,14 +13,14 @@ from .errors import (CatalogInUseError, ClosedFileError, CorruptCatalogError, Co
 from .extsort import ExternalSorter, float32_to_ordered_u32, ordered_u32_to_float32
 from .iostats import CACHE_HIT, DEVICE_READ, IOCounter, IOStats
 from .page_file import PageFile
-from ._run_reader import RawReader, read_raw_runs
+from ._run_reader import RawReader, RunLog, log_run, log_runs, new_run_log, read_raw_runs
 from .sorted_run import SortedRunWriter, read_directory
 
 __all__ = [
     "BPlusTree", "BulkLoader", "Cursor", "TreeInfo", "id_bits_for", "inner_capacity",
     "leaf_capacity", "BufferPool", "ClosedFileError", "CorruptPageError", "NotAPageFileError",
     "ReadOnlyError", "StorageError", "UnsupportedVersionError", "IOCounter", "IOStats", "PageFile",
-    "RawReader", "read_raw_runs", "DEVICE_READ", "CACHE_HIT",
+    "RawReader", "RunLog", "new_run_log", "log_run", "log_runs", "read_raw_runs", "DEVICE_READ", "CACHE_HIT",
     "Catalog", "CATALOG_FORMAT", "CATALOG_VERSION", "NotACatalogError", "ExternalSorter",
     "float32_to_ordered_u32", "ordered_u32_to_float32", "SortedRunWriter", "read_directory",
     "CatalogInUseError", "CorruptCatalogError", "LockedError", "NoSpaceError", "WriteFailedError",

@@ -43,6 +43,15 @@ READ_FAILED = 3
 #: What a compiled scan needs to read a page file itself (:meth:`PageFile.raw_reader`):
 #: libc's ``pread`` and zlib-ng's CRC-32 (addresses, int), the descriptor, the page count.
 RawReader = namedtuple("RawReader", ["pread", "crc32", "fd", "n_pages"])
+#: The runs a compiled scan read, in order, for :meth:`PageFile.count_log` to count:
+#: ``firsts``, ``counts`` int64 (capacity,) and ``n`` int64 (1,), the number logged.
+RunLog = namedtuple("RunLog", ["firsts", "counts", "n"])
+
+
+def new_run_log(capacity):
+    """An empty :data:`RunLog` with room for ``capacity`` runs."""
+    return RunLog(np.zeros(capacity, np.int64), np.zeros(capacity, np.int64),
+                  np.zeros(1, np.int64))
 
 _PREAD = []  # [address or None], filled on first use
 _CRC32 = []  # [address or None], filled on first use
@@ -226,3 +235,22 @@ def summarize_runs(first_pages, n_pages):
         total += n_pages[r]
         last = first_pages[r] + n_pages[r] - 1
     return total, seeks, last
+
+
+@numba.njit(cache=True, nogil=True)
+def log_runs(log, first_pages, n_pages):
+    """Append runs (int64 arrays of one length) to a :data:`RunLog`; the caller keeps room."""
+    n = log.n[0]
+    for r in range(first_pages.shape[0]):
+        log.firsts[n + r] = first_pages[r]
+        log.counts[n + r] = n_pages[r]
+    log.n[0] = n + first_pages.shape[0]
+
+
+@numba.njit(cache=True, nogil=True)
+def log_run(log, first_page, n_pages):
+    """Append one run to a :data:`RunLog`; the caller keeps room."""
+    n = log.n[0]
+    log.firsts[n] = first_page
+    log.counts[n] = n_pages
+    log.n[0] = n + 1

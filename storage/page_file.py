@@ -668,6 +668,15 @@ class PageFile:
             return None
         return RawReader(pread, crc, self._fd, self._flushed_pages)
 
+    def count_log(self, log):
+        """Count the runs a compiled scan logged in ``log`` (a :data:`storage.RunLog` of its
+        reads through :meth:`raw_reader`, in order), as :meth:`count_runs` does, and empty
+        it."""
+        n = int(log.n[0])
+        if n:
+            self.count_runs(log.firsts[:n], log.counts[:n])
+            log.n[0] = 0
+
     def count_runs(self, first_pages, n_pages):
         """Count runs a compiled scan read from this file through :meth:`raw_reader`, in the
         order read, as :meth:`read_runs_into` counts them.

@@ -19,7 +19,7 @@ from collections import namedtuple
 import numba
 import numpy as np
 
-from storage import read_raw_runs
+from storage import log_run, read_raw_runs
 from storage.sorted_run import DATA_PAGE, entry_range, page_header
 
 from .counting import CAP, FLOOR, MAX_COUNT, N_CANDS, N_ENTRIES, N_TOUCHED, safe_tables
@@ -447,14 +447,6 @@ def all_counted(state, key_min, key_max, tcount):
 
 
 @numba.njit(cache=True, nogil=True)
-def _log_run(log, first, count):
-    n = log.n[0]
-    log.firsts[n] = first
-    log.counts[n] = count
-    log.n[0] = n + 1
-
-
-@numba.njit(cache=True, nogil=True)
 def _data_pages(block):
     for i in range(block.shape[0]):
         if block[i, 0] != DATA_PAGE:
@@ -469,7 +461,7 @@ def scan_round(t_start, raw, radius, origin, tables, pos, counting, l, ahead, lo
     runs of a batch of T2-safe tables from the directory, read them, count; one run at a time
     near the cap or for a table larger than the run buffer), every page read through ``raw``
     (a :class:`storage.RawReader`) and logged in ``log`` (a
-    :data:`lshdisk._kernels.qalsh_rounds.RunLog`) for the caller to count.
+    :data:`storage.RunLog`) for the caller to count.
 
     Returns
     -------
@@ -502,7 +494,7 @@ def scan_round(t_start, raw, radius, origin, tables, pos, counting, l, ahead, lo
                     err[0], err[1], err[2] = pages[0], -n_runs, t  # the whole batch
                     return READ_ERROR, t
                 for r in range(n_runs):
-                    _log_run(log, pages[r], plan[r, RUN_PAGES])
+                    log_run(log, pages[r], plan[r, RUN_PAGES])
             status, t_at, r = advance_batch(t, t_end, radius, origin, tables, pos, counting, l,
                                             plan, n_runs, run_buf)
             if status == PLAN_MISMATCH or status == BAD_PAGE:
@@ -527,7 +519,7 @@ def scan_round(t_start, raw, radius, origin, tables, pos, counting, l, ahead, lo
             if not read_raw_runs(raw, pages[:1], req[1:2], block):
                 err[0], err[1], err[2] = page_no, count, t_at
                 return READ_ERROR, t_at
-            _log_run(log, page_no, count)
+            log_run(log, page_no, count)
             if not _data_pages(block):
                 err[0], err[1], err[2] = page_no, count, t_at
                 return BAD_PAGE, t_at

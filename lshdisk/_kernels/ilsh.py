@@ -23,7 +23,7 @@ from collections import namedtuple
 import numba
 import numpy as np
 
-from storage import read_raw_runs
+from storage import log_run, read_raw_runs
 from storage.leaf_codec import leaf_header, leaf_id, leaf_key, leaf_search_ge
 
 from .counting import CAP, N_CANDS, N_ENTRIES, N_TOUCHED
@@ -232,7 +232,7 @@ def walk_segment(raw, read_pending, cursors, heap, id_bits, qproj, counting, l, 
     """One segment of the walk with the leaves it enters read in place: call
     :func:`incremental_walk` and read the leaf it asks for (NEED_PAGE) through ``raw`` (a
     :class:`storage.RawReader`), logging it in ``log`` (a
-    :data:`lshdisk._kernels.qalsh_rounds.RunLog`) for the caller to count, until the walk
+    :data:`storage.RunLog`) for the caller to count, until the walk
     stops for another reason or finds new candidates. With ``read_pending`` the leaf the
     previous segment stopped before (NEED_PAGE with new candidates) is read first.
 
@@ -261,10 +261,7 @@ def walk_segment(raw, read_pending, cursors, heap, id_bits, qproj, counting, l, 
             page[0] = state[s, t, NEIGHBOUR]
             if not read_raw_runs(raw, page, one, pages[s, t:t + 1]):
                 return READ_ERROR
-            n = log.n[0]
-            log.firsts[n] = page[0]
-            log.counts[n] = 1
-            log.n[0] = n + 1
+            log_run(log, page[0], 1)
             state[s, t, FRESH] = 1
         status, _ = incremental_walk(cursors, heap, id_bits, qproj, counting, l, x_stop)
         read_pending = True

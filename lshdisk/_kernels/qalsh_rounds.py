@@ -27,7 +27,7 @@ Per table: ``tinfo[t]`` int64 ``[first_leaf_page, n_leaves, first_dir_page, fano
 :func:`scan_round` runs a whole round (plan, read, count, for every table) in one call, reading
 the pages itself through a :class:`storage.RawReader`; the caller counts the runs it logs.
 The arrays it works on are grouped in three records: :data:`Cursors` (the state above),
-:data:`ReadAhead` (the run plan, the run buffer and a node buffer) and :data:`RunLog` (the
+:data:`ReadAhead` (the run plan, the run buffer and a node buffer) and :data:`storage.RunLog` (the
 runs read, in order, for counting), beside the shared counting record
 (:data:`lshdisk._kernels.counting.Counting`).
 """
@@ -37,7 +37,7 @@ from collections import namedtuple
 import numba
 import numpy as np
 
-from storage import read_raw_runs
+from storage import log_runs, read_raw_runs
 from storage.leaf_codec import (inner_child, inner_count, inner_key, leaf_header, leaf_id_at,
                                 leaf_id_bits, leaf_key, leaf_search_ge)
 
@@ -63,9 +63,6 @@ Cursors = namedtuple("Cursors", ["pages", "state", "keyfmt", "dkeys", "slots"])
 #: Read-ahead buffers: ``runs`` (2 m, 4) int64 (the plan: first page, pages, side, table),
 #: ``run_buf`` (pages, page_size) uint8, ``node_buf`` (1, page_size) uint8.
 ReadAhead = namedtuple("ReadAhead", ["runs", "run_buf", "node_buf"])
-#: Runs read by a compiled round, in order: ``firsts``, ``counts`` int64 (capacity,) and
-#: ``n`` int64 (1,), the number logged.
-RunLog = namedtuple("RunLog", ["firsts", "counts", "n"])
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -436,15 +433,6 @@ def reset_query(counts, touched, n_touched, slots):
 
 
 @numba.njit(cache=True, nogil=True)
-def _log_runs(log, firsts, counts):
-    n = log.n[0]
-    for r in range(firsts.shape[0]):
-        log.firsts[n + r] = firsts[r]
-        log.counts[n + r] = counts[r]
-    log.n[0] = n + firsts.shape[0]
-
-
-@numba.njit(cache=True, nogil=True)
 def _read_dir(raw, cursors, tinfo, buffers, log, s, t, node):
     """Read directory node ``node`` of table t for side s (s < 0: both) into the node
     buffer and hold it; False if the read or its checks failed (nothing logged)."""
@@ -454,7 +442,7 @@ def _read_dir(raw, cursors, tinfo, buffers, log, s, t, node):
     if not read_raw_runs(raw, page, one, buffers.node_buf):
         buffers.runs[0, 0] = page[0]  # where the error is, for the caller
         return False
-    _log_runs(log, page, one)
+    log_runs(log, page, one)
     load_dir(buffers.node_buf[0], cursors.dkeys, cursors.state, s, t, node)
     return True
 
@@ -505,7 +493,7 @@ def scan_round(t_start, raw, cursors, tinfo, id_bits, qproj, half_width, buffers
             if not read_raw_runs(raw, runs[:n_runs, 0], runs[:n_runs, 1], run_buf):
                 slots[:] = 0
                 return READ_ERROR, t, n_runs, -1.0
-            _log_runs(log, runs[:n_runs, 0], runs[:n_runs, 1])
+            log_runs(log, runs[:n_runs, 0], runs[:n_runs, 1])
         while True:
             status, t_at, extra = scan_sides(t, t_stop, cursors, run_buf, tinfo, id_bits, qproj,
                                              half_width, counting, l)
@@ -540,11 +528,11 @@ def descend_raw(raw, a, q, qproj, roots, height, tinfo, node_buf, leaf_pages, di
     for level in range(height - 1, 0, -1):
         if not read_raw_runs(raw, nodes, ones, node_buf):
             return False
-        _log_runs(log, nodes, ones)
+        log_runs(log, nodes, ones)
         if level == 1 and hold:
             hold_dirs(node_buf, nodes, dirs.dkeys, dirs.state, tinfo)
         descend(node_buf, qproj, nodes)
     if not read_raw_runs(raw, nodes, ones, leaf_pages):
         return False
-    _log_runs(log, nodes, ones)
+    log_runs(log, nodes, ones)
     return True

@@ -580,7 +580,7 @@ def test_c2lsh_a_damaged_table_page_read_by_the_compiled_round_raises(clustered,
 
 
 def test_c2lsh_a_full_run_log_is_counted_and_the_round_goes_on(clustered, c2lsh_clustered):
-    from lshdisk._kernels.qalsh_rounds import RunLog
+    from storage import RunLog
     path, D0, I0, s0, _ = c2lsh_clustered
     with lshdisk.open(path) as index:
         size = 2 * index._searcher.m + 1  # room for one batch: LOG_FULL after each

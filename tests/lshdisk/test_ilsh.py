@@ -184,7 +184,7 @@ def test_ilsh_a_damaged_leaf_read_by_the_compiled_walk_raises(clustered, cluster
 
 
 def test_ilsh_a_full_run_log_is_counted_and_the_walk_goes_on(clustered, clustered_ilsh_dir):
-    from lshdisk._kernels.qalsh_rounds import RunLog
+    from storage import RunLog
     with lshdisk.open(clustered_ilsh_dir) as index:
         D0, I0, s0 = index.search(clustered.q[:20], 10, return_stats=True, threads=1)
         one = np.zeros(1, np.int64)

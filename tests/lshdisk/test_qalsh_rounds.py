@@ -221,7 +221,7 @@ def test_a_damaged_page_read_by_the_compiled_descent_or_round_raises(tall, tmp_p
 
 
 def test_a_full_run_log_is_counted_and_the_round_goes_on(tall):
-    from lshdisk._kernels.qalsh_rounds import RunLog
+    from storage import RunLog
     x, q, path = tall
     with lshdisk.open(path) as index:
         D0, I0, s0 = index.search(q, K, return_stats=True, threads=1)

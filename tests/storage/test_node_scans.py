@@ -190,3 +190,30 @@ def test_read_runs_into_reports_a_truncated_file_as_short(tall_tree, tmp_path, r
         assert damaged.counter.snapshot().delta(before).page_reads == 1  # the run before it
     finally:
         damaged.close()
+
+
+def test_a_compiled_scan_reads_logs_and_counts_as_read_runs_into(tall_tree):
+    """read_raw_runs + log_runs / log_run + count_log: the same bytes and the same counts as
+    read_runs_into (hand-computed: 9 pages, 3 seeks), and the log is emptied."""
+    from storage import log_run, log_runs, new_run_log, read_raw_runs
+    tree, _, _ = tall_tree
+    pf = tree.page_file
+    raw = pf.raw_reader()
+    if raw is None:  # pragma: no cover - no libc pread or zlib-ng CRC here
+        pytest.skip("compiled reads cannot be used here")
+    firsts, counts = np.array([2, 9, 12, 40]), np.array([3, 3, 1, 2])
+    out = np.zeros((10, 512), dtype=np.uint8)
+    assert read_raw_runs(raw, firsts, counts, out)
+    log = new_run_log(4)
+    log_runs(log, firsts[:3], counts[:3])
+    log_run(log, 40, 2)
+    assert log.n[0] == 4
+    pf.counter.reset_head()
+    before = pf.counter.snapshot()
+    pf.count_log(log)
+    io = pf.counter.snapshot().delta(before)
+    assert (io.page_reads, io.seeks, io.bytes_read) == (9, 3, 9 * 512)
+    assert log.n[0] == 0
+    pages = [p for f, c in zip(firsts, counts) for p in range(f, f + c)]
+    for row, page in enumerate(pages):
+        np.testing.assert_array_equal(out[row, :pf.payload_size], pf.read_page(page))
