@@ -659,18 +659,16 @@ class Index:
             finally:
                 self._release(reader)
 
+        it, it_lock = iter(range(nq)), threading.Lock()
+
+        def next_query():
+            with it_lock:
+                return next(it, nq)
+
         workers = min(int(threads), nq)
         if workers <= 1:
-            it = iter(range(nq))
-            run(lambda: next(it, nq))
+            run(next_query)
         else:
-            counter_lock = threading.Lock()
-            it = iter(range(nq))
-
-            def next_query():
-                with counter_lock:
-                    return next(it, nq)
-
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 for f in [pool.submit(run, next_query) for _ in range(workers)]:
                     f.result()
