@@ -48,8 +48,8 @@ Deviations
   with D the intrinsic dimension estimated from the sample's 10-NN distances (Levina and
   Bickel, NIPS 2004, averaged as MacKay and Ghahramani propose; clamped to [1, d]); see
   :mod:`lshdisk.scale`. u is that estimate over sqrt(c), not rounded to a power of c:
-  multiplying the data by any positive factor multiplies u by it, so the hashes o / u, the search, its answers and its
-  I/O are the same up to float rounding. A search with unit u is the paper's search on
+  multiplying the data by any positive factor multiplies u by it, so the hashes o / u, the
+  search, its answers and its I/O are the same up to float rounding. A search with unit u is the paper's search on
   o / u. Too large a u starts with radii wider than the nearest neighbour (more candidates,
   worse ratio); too small a u costs empty rounds (seeks and CPU, not page reads: no page is
   read twice). The estimate follows the data's true nearest-neighbour distances (Mnist,
@@ -98,10 +98,10 @@ from ._kernels.counting import FLOOR, N_TOUCHED, new_counting, reset_counts, saf
 from ._kernels.projection import project_one, project_rows
 from .errors import CorruptIndexError
 from .metadata import catalog_array
-from .scale import UnitSample, data_unit, draw_sample_ids, nn_scale
+from .scale import UnitSample, draw_sample_ids
 
 __all__ = ["C2LSHBuilder", "C2LSHSearcher", "TABLES_FILE", "TABLES_KIND", "draw_hash",
-           "choose_unit", "b_scale", "bucket_origin"]
+           "b_scale", "bucket_origin"]
 
 #: Bytes of table pages one planned batch of a round may read ahead (per open searcher).
 RUN_BUFFER_BYTES = 1 << 20
@@ -138,29 +138,6 @@ def _floor_log(x, c):
     while float(c) ** j > x:
         j -= 1
     return j
-
-
-def choose_unit(sample, n, c):
-    """The data unit u of an index, from its sample (see the module's Deviations and
-    :func:`lshdisk.scale.nn_scale`).
-
-    Parameters
-    ----------
-    sample : ndarray of float32, shape (s, d)
-    n : int
-        Number of data points.
-    c : int
-        The approximation ratio.
-
-    Returns
-    -------
-    u : float
-        1.0 where the sample defines no scale (fewer than two distinct points).
-    info : dict
-        JSON-ready figures of the estimate.
-    """
-    scaled, info = nn_scale(sample, n)
-    return data_unit(scaled, c), info
 
 
 def b_scale(t_abs, unit, d, c, w):

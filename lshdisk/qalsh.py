@@ -15,8 +15,7 @@ Deviations
   (the authors' code clamps the first radius to >= 1). Here the radii are u c^j, j any
   integer (negative too), with u the data unit the build measures from a seeded sample
   (:mod:`lshdisk.scale`: the data's typical nearest-neighbour distance over sqrt(c)), starting
-  from the
-  radius update rule applied to the first cursor heads. The rounds then run at the data's
+  from the radius update rule applied to the first cursor heads. The rounds then run at the data's
   own scale: uint8 pixels with neighbour distances in the hundreds and unit-norm embeddings
   with distances well below 1 give the same quality with no rescaling, and multiplying the
   data by any positive factor gives the same search up to float rounding. Indexes built

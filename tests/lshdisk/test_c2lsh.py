@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 import lshdisk
-from lshdisk.c2lsh import (TABLES_KIND, C2LSHBuilder, C2LSHSearcher, b_scale, bucket_origin,
-                           choose_unit)
+from lshdisk.c2lsh import TABLES_KIND, C2LSHBuilder, C2LSHSearcher, b_scale, bucket_origin
 from lshdisk.evaluate import overall_ratio, recall_at_k
 from lshdisk.metadata import TablesMeta
 from lshdisk.search import RoundSearch, SearchOptions
+from lshdisk.scale import UnitSample
 from lshdisk.params import PRESETS, C2LSHParams, c2lsh_collision_prob, c2lsh_params
 from lshdisk.vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
 from lshdisk._kernels.c2lsh import (buckets_from_keys, projection_keys, query_buckets,
@@ -157,6 +157,13 @@ def test_c2lsh_sample_knn_kernel_skips_duplicates():
     d2 = ((s[:, None, :].astype(np.float64) - s[None, :, :]) ** 2).sum(-1)
     d2[d2 <= 0] = np.inf
     np.testing.assert_allclose(out, np.sort(d2, axis=1)[:, :4], rtol=1e-12)
+
+
+def choose_unit(sample, n, c):
+    """The unit a C2LSH build of n points takes from this sample (its UnitSample)."""
+    s = UnitSample(np.arange(sample.shape[0], dtype=np.int64), sample.shape[1])
+    s.add_chunk(0, sample)
+    return s.unit(n, c)
 
 
 def test_c2lsh_unit_follows_the_data_scale_exactly():
