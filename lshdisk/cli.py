@@ -29,6 +29,7 @@ class _Progress:
     """Progress bars on a terminal for ``progress(stage, done, total)`` callbacks."""
 
     LABELS = {"read": "reading and projecting", "tables": "writing hash tables", "search": "searching",
+              "sample": "reading the training sample", "train": "training",
               "groundtruth": "scanning the base"}
 
     def __init__(self, enabled):
@@ -121,6 +122,24 @@ def _parse_targets(text):
     return tuple(targets)
 
 
+def _parse_params(items):
+    """--param NAME=VALUE pairs as a dict of ints (or floats)."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--param")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            try:
+                out[name.strip()] = float(value)
+            except ValueError:
+                raise click.BadParameter(f"{name} must be a number, got {value!r}",
+                                         param_hint="--param") from None
+    return out or None
+
+
 def _parse_unit(text):
     """'auto' or a positive number, for --unit."""
     if text == "auto":
@@ -185,11 +204,15 @@ def main():
               help="Radius unit u (radii u*c^j): auto measures the data's nearest-neighbour "
                    "scale, so the search does not depend on the data's units; 1 gives the "
                    "papers' radii 1, c, c^2, ...")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A further parameter of the method, repeatable; kmeans: m (tables, default "
+                   "16), centroids (per table, 256), l (collision threshold, 4), probes (cells "
+                   "per table in the first round, 1), train_rows (200000), iterations (20).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index once the new one is complete.")
 @click.option("--json", "as_json", is_flag=True, help="Print the index summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def build(source, index_dir, algorithm, preset, c, memory, page_size, seed, fmt, dtype, dim, delta,
-          w, beta, unit, overwrite, as_json, quiet):
+          w, beta, unit, params, overwrite, as_json, quiet):
     """Build an index of SOURCE in INDEX_DIR, out of core.
 
     SOURCE is a .fvecs/.bvecs/.ivecs, .fbin/.u8bin/.i8bin, .npy or FILE.hdf5:DATASET file, or a
@@ -209,7 +232,8 @@ def build(source, index_dir, algorithm, preset, c, memory, page_size, seed, fmt,
         index = build_index(source, index_dir, algorithm=algorithm, c=c, page_size=page_size,
                             memory_limit=memory, seed=seed, progress=progress,
                             overwrite=overwrite, format=fmt, dtype=dtype, dim=dim, delta=delta,
-                            beta=beta, w=w, preset=preset, unit=_parse_unit(unit))
+                            beta=beta, w=w, preset=preset, unit=_parse_unit(unit),
+                            options=_parse_params(params))
     except (LshdiskError, StorageError, ValueError, OSError) as exc:
         _fail(exc)
     finally:
@@ -221,9 +245,12 @@ def build(source, index_dir, algorithm, preset, c, memory, page_size, seed, fmt,
         click.echo(json.dumps(dict(info, seconds=seconds), indent=2, sort_keys=True))
         return
     p = info["params"]
-    click.echo(f"built {info['algorithm']} index {info['path']} in {seconds:.2f} s: "
-               f"n = {info['n']}, d = {info['d']} ({info['dtype']}), m = {p['m']}, l = {p['l']}, "
-               f"w = {p['w']:.4f}, {info['index_bytes'] / 2**20:.1f} MiB")
+    train = info["build"].get("train_seconds")
+    click.echo(f"built {info['algorithm']} index {info['path']} in {seconds:.2f} s"
+               + (f" (training {train:.2f} s)" if train is not None else "")
+               + f": n = {info['n']}, d = {info['d']} ({info['dtype']}), m = {p['m']}, "
+               f"l = {p['l']}, " + (f"w = {p['w']:.4f}, " if "w" in p else "")
+               + f"{info['index_bytes'] / 2**20:.1f} MiB")
 
 
 def _load_queries(queries, fmt, dtype, d):
@@ -492,21 +519,25 @@ def info(index_dir, as_json):
     click.echo(f"data       n = {data['n']}, d = {data['d']}, dtype = {data['dtype']}, "
                f"source = {data['dataset']['source']}")
     click.echo("params     " + ", ".join(f"{k} = {p[k]:.6g}" if isinstance(p[k], float) else f"{k} = {p[k]}"
-                                         for k in ("c", "w", "delta", "beta", "p1", "p2", "alpha", "m", "l")))
+                                         for k in ("c", "w", "delta", "beta", "p1", "p2", "alpha", "m",
+                                                   "centroids", "l", "probes") if k in p))
     st = data["structure"]
     click.echo("structure  " + ", ".join(f"{k} = {v}" for k, v in st.items())
                + f"; page size {data['page_size']} B; seed {data['seed']}"
                + (f"; preset {data['preset']}" if data.get("preset") else ""))
     unit = data["unit"]
-    click.echo(f"unit       u = {unit['u']:.6g} ("
-               + ("none recorded: built before radii followed a data unit"
-                  if unit.get("recorded") is False else "given" if unit.get("given") else
-                  f"measured: nearest-neighbour scale {unit.get('scaled_distance') or 0:.6g} "
-                  f"over sqrt(c)") + "; radii u c^j)")
+    if unit is not None:
+        click.echo(f"unit       u = {unit['u']:.6g} ("
+                   + ("none recorded: built before radii followed a data unit"
+                      if unit.get("recorded") is False else "given" if unit.get("given") else
+                      f"measured: nearest-neighbour scale {unit.get('scaled_distance') or 0:.6g} "
+                      f"over sqrt(c)") + "; radii u c^j)")
     for name, f in sorted(data["files"].items()):
         click.echo(f"file       {name}: {f['pages']} pages, {f['bytes'] / 2**20:.2f} MiB")
+    train = data["build"].get("train_seconds")
     click.echo(f"built in   {data['build']['seconds']:.2f} s with memory limit "
-               f"{data['build']['memory_limit_bytes'] / 2**20:.0f} MiB")
+               f"{data['build']['memory_limit_bytes'] / 2**20:.0f} MiB"
+               + (f" (training {train:.2f} s)" if train is not None else ""))
     model = data.get("termination_model")
     if model is not None:
         click.echo(f"learned    termination model for k = {model['k']}, recall targets "

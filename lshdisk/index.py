@@ -13,6 +13,7 @@ interrupted build leaves no index behind and never damages an existing one; page
 tied to their catalog by a build id (:mod:`lshdisk.verify`).
 """
 
+import inspect
 import math
 import os
 import shutil
@@ -32,6 +33,7 @@ from .datasets import open_source, read_queries
 from .errors import CorruptIndexError, IndexExistsError, NotAnIndexError
 from . import registry
 from .learned_termination import MODEL_DOC, LearnedBudget, TerminationModel
+from .learning import TrainingSample
 from .metadata import INDEX_FORMAT, INDEX_VERSION, IndexMeta
 from .search import RoundSearch, SearchOptions
 from .vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
@@ -57,7 +59,7 @@ def _report(progress, stage, done, total):
 
 def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory_limit="1GiB",
           seed=0, progress=None, overwrite=False, format=None, dtype=None, dim=None,
-          delta=None, beta=None, w=None, preset=None, unit="auto"):
+          delta=None, beta=None, w=None, preset=None, unit="auto", options=None):
     """Build an index of ``source`` in ``index_dir``, out of core, and open it.
 
     Parameters
@@ -68,10 +70,11 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
         an array / ``np.memmap`` of shape (n, d). Read once, in chunks.
     index_dir : str or os.PathLike
         Directory to create.
-    algorithm : {"qalsh", "ilsh", "c2lsh"}
+    algorithm : {"qalsh", "ilsh", "c2lsh", "kmeans"}
         QALSH (Huang et al., PVLDB 2015), I-LSH (Liu et al., ICDE 2019; same index layout
-        and parameters as QALSH, incremental search) or C2LSH (Gan et al., SIGMOD 2012;
-        sorted bucket runs, integer c >= 2).
+        and parameters as QALSH, incremental search), C2LSH (Gan et al., SIGMOD 2012;
+        sorted bucket runs, integer c >= 2) or learned partitions (:mod:`lshdisk.kmeans`:
+        trained on a seeded sample in a pass of its own; c is not used).
     c : float
         Approximation ratio, > 1.
     page_size : int
@@ -82,8 +85,9 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
     seed : int
         Seed of the hash functions; the same seed and data give byte-identical page files.
     progress : callable, optional
-        ``progress(stage, done, total)`` with stage ``"read"`` (rows) or ``"tables"`` (entries
-        written to the hash tables).
+        ``progress(stage, done, total)`` with stage ``"read"`` (rows), ``"tables"`` (entries
+        written to the hash tables) and, for a learned method first, ``"sample"`` (rows
+        read for training) and ``"train"``.
     overwrite : bool
         Replace an existing index at ``index_dir`` (only once the new one is complete).
     format, dtype, dim : optional
@@ -95,6 +99,10 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
         Named parameter settings: ``"jafari2021"`` is the setting of Jafari & Nagarkar's 2021
         experimental study (delta = 0.1, c = 2, w = 2.781 for QALSH and I-LSH, w = 2.184 for
         C2LSH). Explicit ``delta``, ``beta``, ``w`` override it.
+    options : dict, optional
+        Further parameters of the method, by name: for ``"kmeans"`` ``m`` (tables),
+        ``centroids`` (K), ``l``, ``probes``, ``train_rows``, ``iterations``
+        (:func:`lshdisk.params.kmeans_params`). An unknown name is a ValueError.
     unit : "auto" or float
         The radius unit u (radii are u c^j; C2LSH hashes o / u). ``"auto"`` (default): the
         data's nearest-neighbour scale over sqrt(c), measured from a seeded sample
@@ -140,6 +148,20 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
                              f"{algorithm}, got {preset!r}")
         overrides.update(method.presets[preset])
     overrides.update({k: v for k, v in (("delta", delta), ("beta", beta), ("w", w)) if v is not None})
+    if options:
+        if not isinstance(options, dict):
+            raise TypeError(f"options must be a dict of parameter names to values, got "
+                            f"{type(options).__name__}")
+        clash = sorted(set(options) & {"c", "delta", "beta", "w"})
+        if clash:
+            raise ValueError(f"pass {clash[0]} as its own argument, not in options")
+        accepted = inspect.signature(params_fn).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in accepted.values()):
+            unknown = sorted(set(options) - set(accepted))
+            if unknown:
+                raise ValueError(f"{algorithm} has no parameter {unknown[0]!r} (it takes c, "
+                                 f"delta, beta and w): leave it out")
+        overrides.update(options)
     if not (isinstance(unit, str) and unit == "auto"):
         if isinstance(unit, bool) or not isinstance(unit, (int, float, np.integer, np.floating)) \
                 or not math.isfinite(unit) or unit <= 0:
@@ -207,6 +229,20 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
                               counter=counter, unit=None if unit == "auto" else unit)
         per_row = builder.chunk_bytes_per_row(src.dtype.itemsize)
         chunk_rows = max(1, int(0.15 * memory_limit_bytes) // per_row)
+        train_seconds = None
+        if hasattr(builder, "fit"):  # a learned method: one pass for its training sample
+            t_train = time.perf_counter()
+            sample = TrainingSample(builder.training_ids(), src.d)
+            for start, rows in src.iter_chunks(chunk_rows):
+                sample.add_chunk(start, rows)
+                _report(progress, "sample", start + rows.shape[0], src.n)
+            _report(progress, "train", 0, 1)
+            builder.fit(sample.rows)
+            del sample
+            _report(progress, "train", 1, 1)
+            train_seconds = round(time.perf_counter() - t_train, 3)
+            per_row = builder.chunk_bytes_per_row(src.dtype.itemsize)
+            chunk_rows = max(1, int(0.15 * memory_limit_bytes) // per_row)
         writer = VectorStoreWriter(os.path.join(work, VECTORS_FILE), d=src.d, dtype=src.dtype,
                                    page_size=page_size, counter=counter)
         for start, rows in src.iter_chunks(chunk_rows):
@@ -232,6 +268,8 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
                       "seconds": round(time.perf_counter() - started, 3),
                       "bytes_written": counter.snapshot().bytes_written},
         }
+        if train_seconds is not None:
+            meta["build"]["train_seconds"] = train_seconds
         meta.update(structure)
         meta["files"] = dict(structure["files"], vectors=VECTORS_FILE)
         meta.update(seal_build(work, meta))
@@ -730,7 +768,7 @@ class Index:
             "preset": meta.preset,
             "params": meta.params,
             "dataset": meta.dataset.to_dict(),
-            "unit": meta.method.unit.to_dict(),
+            "unit": (meta.method.unit.to_dict() if hasattr(meta.method, "unit") else None),
             "structure": self._searcher.describe(),
             "vectors": {"points_per_page": self.vectors.points_per_page},
             "files": files,

@@ -4,7 +4,8 @@ The catalog holds one JSON document, ``index`` (layout table in :mod:`storage.fo
 module reads it into frozen dataclasses and writes them back: :class:`IndexMeta` for what
 every index has (format and version, the method, its parameters, the dataset, the build, the
 files and their facts) and one class per method family for its own part
-(:class:`TreesMeta` for QALSH and I-LSH, :class:`TablesMeta` for C2LSH). Modules read the
+(:class:`TreesMeta` for QALSH and I-LSH, :class:`TablesMeta` for C2LSH,
+:class:`PartitionsMeta` for the learned partitions). Modules read the
 typed fields, never the nested dicts by string keys.
 
 Errors, kept apart (house rule 18): a document that is not an lshdisk index's is a
@@ -22,7 +23,8 @@ from storage import TreeInfo
 from .errors import CorruptIndexError, NotAnIndexError, UnsupportedIndexVersionError
 
 __all__ = ["INDEX_FORMAT", "INDEX_VERSION", "IndexMeta", "DatasetMeta", "BuildMeta",
-           "UnitMeta", "TreesMeta", "TablesMeta", "catalog_array", "check_version"]
+           "UnitMeta", "TreesMeta", "TablesMeta", "PartitionsMeta", "catalog_array",
+           "check_version"]
 
 INDEX_FORMAT = "lshdisk-index"
 INDEX_VERSION = (1, 1)
@@ -127,18 +129,28 @@ class DatasetMeta(_Fields):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BuildMeta(_Fields):
-    """How the index was built: the memory limit (bytes), seconds and bytes written."""
+    """How the index was built: the memory limit (bytes), seconds (of which training, for
+    a learned method: ``train_seconds``, else None) and bytes written."""
 
     memory_limit_bytes: int
     seconds: float
     bytes_written: int
+    train_seconds: float | None = None
 
     @classmethod
     def from_dict(cls, doc):
         w = "build"
+        train = _get(doc, "train_seconds", (int, float, type(None)), w, None)
         return cls(memory_limit_bytes=_get(doc, "memory_limit_bytes", int, w),
                    seconds=float(_get(doc, "seconds", (int, float), w)),
-                   bytes_written=_get(doc, "bytes_written", int, w))
+                   bytes_written=_get(doc, "bytes_written", int, w),
+                   train_seconds=None if train is None else float(train))
+
+    def to_dict(self):
+        out = _Fields.to_dict(self)
+        if out["train_seconds"] is None:
+            del out["train_seconds"]
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -225,6 +237,36 @@ class TablesMeta:
                    shape=shape, unit=UnitMeta.from_dict(_get(doc, "unit", dict, "index")),
                    origin=_get(doc, "origin", int, "index"), tables=columns,
                    directory=_get(doc, "directory", dict, "index"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PartitionsMeta:
+    """The learned-partition family's part (:mod:`lshdisk.kmeans`): the tables file, the
+    catalog names of the mean (d,), rotation (d, m width) and centroids (m, K, width), the
+    per-table columns (:data:`TABLE_COLUMNS`), the directory's description and the training
+    figures."""
+
+    tables_file: str
+    mean: str
+    rotation: str
+    centroids: str
+    shape: tuple
+    tables: dict
+    directory: dict
+    training: dict
+
+    @classmethod
+    def from_dict(cls, doc):
+        files, hash_ = _get(doc, "files", dict, "index"), _get(doc, "hash", dict, "index")
+        tables = _get(doc, "tables", dict, "index")
+        m = len(_get(tables, "first_page", list, "tables"))
+        columns = {name: _int_list(tables, name, "tables", m) for name in TABLE_COLUMNS}
+        return cls(tables_file=_get(files, "tables", str, "files"),
+                   mean=_get(hash_, "mean", str, "hash"), rotation=_get(hash_, "a", str, "hash"),
+                   centroids=_get(hash_, "centroids", str, "hash"),
+                   shape=_int_list(hash_, "shape", "hash", 2), tables=columns,
+                   directory=_get(doc, "directory", dict, "index"),
+                   training=_get(doc, "training", dict, "index"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

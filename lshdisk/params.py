@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 __all__ = ["QALSHParams", "qalsh_params", "qalsh_default_w", "gaussian_bucket_prob",
            "DEFAULT_CANDIDATES", "PRESETS", "C2LSHParams", "c2lsh_params",
-           "c2lsh_collision_prob"]
+           "c2lsh_collision_prob", "KMeansParams", "kmeans_params", "KMEANS_DEFAULTS"]
 
 #: beta * n: the candidate budget of the reference codes (beta = 100 / n).
 DEFAULT_CANDIDATES = 100
@@ -276,3 +276,109 @@ def c2lsh_params(n, *, c=2, delta=0.01, beta=None, w=1.0):
     l = math.ceil(alpha * m)
     return C2LSHParams(n=n, c=c, delta=float(delta), beta=float(beta), w=float(w), p1=p1, p2=p2,
                        z=z, alpha=alpha, m=m, l=l)
+
+
+# -------------------------------------------------------------------------------- k-means
+# Learned partitions as hash functions (lshdisk.kmeans): m subspaces of a PCA rotation, each
+# hashed to the nearest of K centroids; a point is a candidate once its centroid is among the
+# probed ones in l of the m tables (Li et al., "Deep Learning for Approximate Nearest
+# Neighbour Search", survey, Section 6.2, Eq. (39): collision count >= ceil(alpha t)).
+
+#: The defaults: 16 tables of 256 centroids, threshold 4, one probe per table first.
+KMEANS_DEFAULTS = {"m": 16, "centroids": 256, "l": 4, "probes": 1, "pool": 1,
+                   "train_rows": 200_000, "iterations": 20}
+#: Centroid ids are stored in 16 bits of the tables' sort keys.
+_KMEANS_MAX_CENTROIDS = 65536
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KMeansParams:
+    """Parameters of the learned-partition family (:mod:`lshdisk.kmeans`).
+
+    Attributes
+    ----------
+    n : int
+        Number of data points.
+    m : int
+        Hash tables (subspaces of the rotated data), 1 .. 255.
+    centroids : int
+        Centroids per table (K), 2 .. 65,536.
+    l : int
+        Collision threshold: a point is a candidate once it lies in a probed cell of l tables.
+    beta : float
+        Candidate budget share: the default cap is k + beta n (T2), in (0, 1).
+    probes : int
+        Cells probed per table in the first round (doubled each round).
+    pool : int
+        1: candidates are verified as they are found. p > 1: the rounds gather up to p times
+        the candidate cap, and the cap's worth with the smallest lower bounds of their
+        asymmetric distances are verified (:mod:`lshdisk.kmeans`).
+    train_rows : int
+        Largest training sample (rows; also bounded by the memory limit).
+    iterations : int
+        Lloyd iterations of each table's k-means.
+    """
+
+    n: int
+    m: int
+    centroids: int
+    l: int
+    beta: float
+    probes: int
+    pool: int
+    train_rows: int
+    iterations: int
+
+    def __post_init__(self):
+        for name, lo, hi in (("n", 1, None), ("m", 1, 255),
+                             ("centroids", 2, _KMEANS_MAX_CENTROIDS), ("probes", 1, None),
+                             ("pool", 1, None),
+                             ("train_rows", 1, None), ("iterations", 1, None)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+                bound = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+                raise ValueError(f"{name} must be an int {bound}, got {v!r}")
+        if isinstance(self.l, bool) or not isinstance(self.l, int) or not 1 <= self.l <= self.m:
+            raise ValueError(f"l must be an int in 1..m={self.m}, got {self.l!r}")
+        if not (isinstance(self.beta, (int, float)) and 0.0 < self.beta < 1.0):
+            raise ValueError(f"beta (candidate share) must be in (0, 1), got {self.beta!r}")
+
+    def to_dict(self):
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def kmeans_params(n, *, c=None, beta=None, delta=None, w=None, **options):
+    """Parameters of the learned-partition family for n points.
+
+    Parameters
+    ----------
+    n : int
+    c, delta, w : None
+        Not used: learned partitions have no approximation ratio, error probability or bucket
+        width (accepted so that every method takes the same call; ``delta`` and ``w`` must be
+        None).
+    beta : float, optional
+        Default 100 / n, as the LSH methods (the cap k + beta n is what ``max_candidates``
+        overrides).
+    **options
+        ``m``, ``centroids``, ``l``, ``probes``, ``pool``, ``train_rows``, ``iterations`` (defaults in
+        :data:`KMEANS_DEFAULTS`).
+
+    Raises
+    ------
+    ValueError
+        For an unknown option, ``delta`` or ``w`` given, or a value out of range.
+    """
+    for name, value in (("delta", delta), ("w", w)):
+        if value is not None:
+            raise ValueError(f"{name} does not apply to the kmeans method (it has no "
+                             f"{'error probability' if name == 'delta' else 'bucket width'}); "
+                             f"leave it out")
+    unknown = sorted(set(options) - set(KMEANS_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown kmeans parameter {unknown[0]!r}: the parameters are "
+                         f"{', '.join(KMEANS_DEFAULTS)}")
+    values = dict(KMEANS_DEFAULTS, **options)
+    if beta is None:
+        beta = _default_beta(n)
+    return KMeansParams(n=n, beta=float(beta), **values)

@@ -12,8 +12,10 @@ from typing import Callable, Protocol
 
 from .c2lsh import C2LSHBuilder, C2LSHSearcher
 from .ilsh import ILSHBuilder, ILSHSearcher
-from .metadata import TablesMeta, TreesMeta
-from .params import PRESETS, C2LSHParams, QALSHParams, c2lsh_params, qalsh_params
+from .kmeans import KMeansBuilder, KMeansSearcher
+from .metadata import PartitionsMeta, TablesMeta, TreesMeta
+from .params import (PRESETS, C2LSHParams, KMeansParams, QALSHParams, c2lsh_params,
+                     kmeans_params, qalsh_params)
 from .qalsh import QALSHBuilder, QALSHSearcher
 
 __all__ = ["Method", "Builder", "register", "method", "names", "preset_names"]
@@ -29,6 +31,10 @@ class Builder(Protocol):
     method's JSON-ready metadata (with its ``"files"``), ``arrays()`` the catalog arrays
     (name -> ndarray), and ``abort()`` on failure. ``chunk_bytes_per_row(itemsize)`` sizes
     the chunks within the memory limit.
+
+    A learned method also has ``training_ids()`` (ascending int64 ids of the rows it trains
+    on) and ``fit(sample)`` (those rows, float32 (s, d)): the build reads them in a pass of
+    their own before the hashing pass.
     """
 
     def chunk_bytes_per_row(self, itemsize): ...
@@ -131,3 +137,7 @@ register(Method(name="ilsh", title="I-LSH (Liu et al., ICDE 2019): QALSH's trees
                                    "search",
                 params_fn=qalsh_params, params_cls=QALSHParams, builder=ILSHBuilder,
                 searcher=ILSHSearcher, meta_cls=TreesMeta, presets=_presets("ilsh")))
+register(Method(name="kmeans", title="learned partitions: k-means cells of PCA subspaces, "
+                                     "multi-probe collision counting (no guarantee)",
+                params_fn=kmeans_params, params_cls=KMeansParams, builder=KMeansBuilder,
+                searcher=KMeansSearcher, meta_cls=PartitionsMeta))

@@ -36,7 +36,7 @@ __all__ = [
     "DATA_PAGE", "DIRECTORY_PAGE", "DATA_HEADER_SIZE", "DIRECTORY_HEADER_SIZE",
     "DIRECTORY_ENTRY_SIZE", "MAX_PAGE_ENTRIES", "MAX_KEY_SPAN", "RunInfo", "DirectoryInfo",
     "SortedRunWriter", "read_directory", "directory_entries_per_page", "page_header",
-    "entry_range", "decode_page", "check_data_pages",
+    "entry_range", "decode_ids", "decode_page", "check_data_pages",
 ]
 
 DATA_PAGE = 3
@@ -285,6 +285,18 @@ def entry_range(page, lo, hi):
     if e0 < 0:
         e0 = count
     return e0, count
+
+
+@numba.njit(cache=True, nogil=True)
+def decode_ids(page, e0, e1, ids_out):
+    """The ids of entries e0 .. e1 - 1 of a data page into ``ids_out[:e1 - e0]`` (int64);
+    returns their number."""
+    _, _, id_bits, _, _, _, ids_offset = page_header(page)
+    bit = 8 * ids_offset + e0 * id_bits
+    for j in range(e1 - e0):
+        ids_out[j] = _get_bits(page, bit, id_bits)
+        bit += id_bits
+    return max(e1 - e0, 0)
 
 
 @numba.njit(cache=True, nogil=True)
