@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Learned hash families against the faithful methods and faiss IVFFlat with its lists on
+disk, in one run: recall@10 against MB read per query.
+
+Usage: python tools/bench_families.py [--set pydocs|mnist] [--queries 200] [--k 10]
+       [--work data/bench/families] [--skip-qalsh] [--kmeans m,l,K,pool ...]
+
+Sets: ``pydocs`` (../shared/data/pydocs: 46,506 x 384 float32 text embeddings, the first
+``--queries`` of its 1,000 queries, exact distances from gt_dist.fvecs) or ``mnist``
+(../shared/data/mnist: 60,000 x 50 uint8, its 100 queries).
+
+Rows, each measured on the same queries with no buffer pool and one thread:
+- QALSH at c = 2, 1.5, 1.3 (T1/T2 of the paper) and C2LSH at c = 2;
+- kmeans (lshdisk.kmeans) for each ``--kmeans m,l,K,pool`` setting, ``max_candidates``
+  swept (the verified candidates);
+- faiss IVFFlat, nlist = 4 sqrt(n), trained on the same kind of sample (up to 200,000
+  rows, seed 0), nprobe swept. Its lists are costed as stored on disk one after another in
+  pages of 4 KiB (each list page-aligned: ids int64 and vectors in the data's dtype), each
+  probed non-empty list one seek and its whole pages read; the coarse centroids are held in
+  memory (as lshdisk's own catalog arrays are).
+Printed per row: recall@10, overall ratio, MB read, pages, seeks, candidates (verified;
+IVF: vectors scanned), CPU ms, HDD and SSD QPT (cost_model, Jafari & Nagarkar 2021 profiles;
+the CPU term is each method's own measured time), build seconds; then the linear scan.
+
+faiss-cpu is a benchmark-only dependency: installed into the running interpreter's
+environment with pip if missing, never needed by lshdisk itself.
+"""
+
+import argparse
+import importlib
+import math
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import lshdisk
+from cost_model import HDD, SSD, linear_scan_cost, query_cost
+from lshdisk.evaluate import overall_ratio, recall_at_k
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHARED = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "data"))
+PAGE = 4096
+
+
+def _faiss():
+    try:
+        return importlib.import_module("faiss")
+    except ImportError:
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", "faiss-cpu"])
+        return importlib.import_module("faiss")
+
+
+def load_set(name, n_queries):
+    """(source path, source kwargs, base array (n, d), queries float32, exact distances)."""
+    if name == "pydocs":
+        root = os.path.join(SHARED, "pydocs")
+        src = os.path.join(root, "base.fvecs")
+        q = lshdisk.read_queries(os.path.join(root, "query.fvecs"))[:n_queries]
+        gt = lshdisk.read_queries(os.path.join(root, "gt_dist.fvecs"))[:n_queries]
+        kw = {}
+    elif name == "mnist":
+        root = os.path.join(SHARED, "mnist")
+        src = os.path.join(root, "Mnist.ds")
+        kw = {"format": "raw", "dtype": "uint8", "dim": 50}
+        q = lshdisk.read_queries(os.path.join(root, "Mnist.q"), **kw)[:n_queries]
+        gt, _ = lshdisk.read_groundtruth(os.path.join(root, "Mnist.gt2.0"), n_queries=q.shape[0])
+    else:
+        raise SystemExit(f"--set must be pydocs or mnist, got {name!r}")
+    source = lshdisk.datasets.open_source(src, **kw)
+    try:
+        x = np.concatenate([rows for _, rows in source.iter_chunks(1 << 16)])
+    finally:
+        source.close()
+    return src, kw, x, q.astype(np.float32), gt
+
+
+def _costs(seeks, bytes_read, cpu_ms):
+    return [float(query_cost(seeks, bytes_read, cpu_ms, p).qpt_ms.mean()) for p in (HDD, SSD)]
+
+
+def row(name, D, gt, k, *, pages, seeks, bytes_read, cands, cpu_ms, build_s):
+    hdd, ssd = _costs(seeks, bytes_read, cpu_ms)
+    return {"method": name, "recall": recall_at_k(D, gt, k), "ratio": overall_ratio(D, gt, k),
+            "mb": float(np.mean(bytes_read)) / 1e6, "pages": float(np.mean(pages)),
+            "seeks": float(np.mean(seeks)), "cands": float(np.mean(cands)),
+            "cpu_ms": float(np.mean(cpu_ms)), "hdd_ms": hdd, "ssd_ms": ssd, "build_s": build_s}
+
+
+def lshdisk_rows(index, name, q, gt, k, build_s, caps):
+    index.search(q[:5], k, threads=1)  # compile before timing
+    out = []
+    for cap in caps:
+        D, _, st = index.search(q, k, return_stats=True, max_candidates=cap, threads=1)
+        label = name if cap is None else f"{name} cap {cap}"
+        out.append(row(label, D, gt, k, pages=st.page_reads, seeks=st.seeks,
+                       bytes_read=st.bytes_read, cands=st.candidates,
+                       cpu_ms=st.cpu_seconds * 1e3, build_s=build_s))
+    return out
+
+
+def build_or_open(work, tag, src, kw, **build_kw):
+    path = os.path.join(work, tag)
+    if os.path.isdir(path):
+        index = lshdisk.open(path)
+        return index, index.metadata.build.seconds
+    t0 = time.perf_counter()
+    index = lshdisk.build(src, path, memory_limit="1GiB", seed=0, **kw, **build_kw)
+    return index, time.perf_counter() - t0
+
+
+def ivf_rows(x, q, gt, k, nprobes):
+    """faiss IVFFlat, its lists costed as page-aligned runs on disk (see the docstring)."""
+    faiss = _faiss()
+    n, d = x.shape
+    nlist = int(round(4 * math.sqrt(n)))
+    xf = np.ascontiguousarray(x, dtype=np.float32)
+    t0 = time.perf_counter()
+    quantizer = faiss.IndexFlatL2(d)
+    index = faiss.IndexIVFFlat(quantizer, d, nlist)
+    rng = np.random.default_rng(0)
+    train = xf if n <= 200_000 else xf[np.sort(rng.choice(n, 200_000, replace=False))]
+    index.train(train)
+    index.add(xf)
+    build_s = time.perf_counter() - t0
+    sizes = np.array([index.invlists.list_size(i) for i in range(nlist)], dtype=np.int64)
+    entry = 8 + d * x.dtype.itemsize
+    list_pages = -(-sizes * entry // PAGE)
+    faiss.omp_set_num_threads(1)
+    out = []
+    for nprobe in nprobes:
+        index.nprobe = nprobe
+        t0 = time.process_time()
+        D, _ = index.search(np.ascontiguousarray(q), k)
+        cpu_ms = (time.process_time() - t0) * 1e3 / q.shape[0]
+        _, lists = quantizer.search(np.ascontiguousarray(q), nprobe)
+        pages = list_pages[lists].sum(1)
+        seeks = (sizes[lists] > 0).sum(1)
+        scanned = sizes[lists].sum(1)
+        D = np.sqrt(np.maximum(D, 0))
+        out.append(row(f"faiss IVFFlat nlist {nlist} nprobe {nprobe}", D, gt, k, pages=pages,
+                       seeks=seeks, bytes_read=pages * PAGE, cands=scanned,
+                       cpu_ms=np.full(q.shape[0], cpu_ms), build_s=build_s))
+    return out
+
+
+def print_rows(rows):
+    head = (f"{'method':<38}{'recall':>7}{'ratio':>7}{'MB':>8}{'pages':>8}{'seeks':>7}"
+            f"{'cands':>8}{'cpu ms':>8}{'HDD ms':>9}{'SSD ms':>8}{'build s':>8}")
+    print(head)
+    for r in rows:
+        print(f"{r['method']:<38}{r['recall']:>7.3f}{r['ratio']:>7.4f}{r['mb']:>8.2f}"
+              f"{r['pages']:>8.0f}{r['seeks']:>7.0f}{r['cands']:>8.0f}{r['cpu_ms']:>8.2f}"
+              f"{r['hdd_ms']:>9.1f}{r['ssd_ms']:>8.2f}{r['build_s']:>8.1f}", flush=True)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--set", default="pydocs")
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--work", default=os.path.join(HERE, "..", "data", "bench", "families"))
+    ap.add_argument("--skip-qalsh", action="store_true")
+    ap.add_argument("--kmeans", nargs="*", default=["32,8,256,8", "16,4,256,1"],
+                    help="settings m,l,K,pool")
+    ap.add_argument("--caps", default="100,200,300,500,800,1500")
+    ap.add_argument("--nprobe", default="8,16,32,64,128")
+    args = ap.parse_args(argv)
+    work = os.path.abspath(os.path.join(args.work, args.set))
+    os.makedirs(work, exist_ok=True)
+    src, kw, x, q, gt = load_set(args.set, args.queries)
+    k = args.k
+    n, d = x.shape
+    print(f"{args.set}: n = {n}, d = {d} ({x.dtype}), {q.shape[0]} queries, k = {k}", flush=True)
+    rows = []
+    if not args.skip_qalsh:
+        for c in (2.0, 1.5, 1.3):
+            index, bs = build_or_open(work, f"qalsh-c{c}", src, kw, algorithm="qalsh", c=c)
+            with index:
+                rows += lshdisk_rows(index, f"QALSH c {c}", q, gt, k, bs, [None])
+        index, bs = build_or_open(work, "c2lsh-c2", src, kw, algorithm="c2lsh", c=2)
+        with index:
+            rows += lshdisk_rows(index, "C2LSH c 2", q, gt, k, bs, [None])
+        print_rows(rows)
+    caps = [int(v) for v in args.caps.split(",")]
+    for spec in args.kmeans:
+        m, l, cells, pool = (int(v) for v in spec.split(","))
+        index, bs = build_or_open(work, f"kmeans-{m}-{l}-{cells}-{pool}", src, kw,
+                                  algorithm="kmeans",
+                                  options={"m": m, "l": l, "centroids": cells, "pool": pool})
+        with index:
+            new = lshdisk_rows(index, f"kmeans m{m} l{l} K{cells} pool{pool}", q, gt, k, bs,
+                               caps)
+        print_rows(new)
+        rows += new
+    new = ivf_rows(x, q, gt, k, [int(v) for v in args.nprobe.split(",")])
+    print_rows(new)
+    rows += new
+    xf = x.astype(np.float32)
+    t0 = time.process_time()
+    for j in range(q.shape[0]):
+        diff = xf - q[j]
+        np.argpartition(np.einsum("ij,ij->i", diff, diff), k)
+    scan_ms = (time.process_time() - t0) * 1e3 / q.shape[0]
+    for p in (HDD, SSD):
+        cost = linear_scan_cost(n, d, x.dtype.itemsize, scan_ms, p)
+        print(f"linear scan on {p.name}: {n * d * x.dtype.itemsize / 1e6:.2f} MB, "
+              f"{float(cost.qpt_ms[0]):.1f} ms per query")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
