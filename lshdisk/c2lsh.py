@@ -223,7 +223,7 @@ class C2LSHBuilder:
             out["c2lsh/b"] = self.b
         return out
 
-    def add_chunk(self, start, rows):
+    def add_chunk(self, start, rows, source_ids=None):
         """Project ``rows`` ((c, d), storage dtype) of points ``start .. start+c-1`` and queue
         the m (table, projection, id) entries of each for sorting; track the largest absolute
         coordinate and copy the sample rows among them."""
@@ -231,7 +231,7 @@ class C2LSHBuilder:
         if c == 0:
             return
         self._t_abs = max(self._t_abs, float(rows.max()), -float(rows.min()))
-        self._sample.add_chunk(start, rows)
+        self._sample.add_chunk(start, rows, source_ids)
         proj = np.empty((c, self.m), dtype=np.float32)
         project_rows(rows, self.a, proj)
         keys = np.empty((self.m, c), dtype=np.uint64)

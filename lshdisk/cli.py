@@ -30,6 +30,7 @@ class _Progress:
 
     LABELS = {"read": "reading and projecting", "tables": "writing hash tables", "search": "searching",
               "sample": "reading the training sample", "train": "training",
+              "layout": "assigning rows to the layout's cells",
               "groundtruth": "scanning the base"}
 
     def __init__(self, enabled):
@@ -208,11 +209,16 @@ def main():
               help="A further parameter of the method, repeatable; kmeans: m (tables, default "
                    "16), centroids (per table, 256), l (collision threshold, 4), probes (cells "
                    "per table in the first round, 1), train_rows (200000), iterations (20).")
+@click.option("--layout", type=click.Choice(["source", "partition"]), default="source",
+              show_default=True,
+              help="Order of the stored vectors: the source's, or cell by cell of a partition "
+                   "learned from a sample, so that a query's candidates share pages (one more "
+                   "pass over the source at build).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing index once the new one is complete.")
 @click.option("--json", "as_json", is_flag=True, help="Print the index summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def build(source, index_dir, algorithm, preset, c, memory, page_size, seed, fmt, dtype, dim, delta,
-          w, beta, unit, params, overwrite, as_json, quiet):
+          w, beta, unit, params, layout, overwrite, as_json, quiet):
     """Build an index of SOURCE in INDEX_DIR, out of core.
 
     SOURCE is a .fvecs/.bvecs/.ivecs, .fbin/.u8bin/.i8bin, .npy or FILE.hdf5:DATASET file, or a
@@ -233,7 +239,7 @@ def build(source, index_dir, algorithm, preset, c, memory, page_size, seed, fmt,
                             memory_limit=memory, seed=seed, progress=progress,
                             overwrite=overwrite, format=fmt, dtype=dtype, dim=dim, delta=delta,
                             beta=beta, w=w, preset=preset, unit=_parse_unit(unit),
-                            options=_parse_params(params))
+                            options=_parse_params(params), layout=layout)
     except (LshdiskError, StorageError, ValueError, OSError) as exc:
         _fail(exc)
     finally:

@@ -125,7 +125,7 @@ def check_groundtruth(index, queries, gt_D, gt_I, *, label="the ground truth"):
             keep = ids >= 0
             if not keep.any():
                 continue
-            rows = store.fetch(ids[keep]).astype(np.float64)
+            rows = store.fetch(index.slots_of(ids[keep])).astype(np.float64)
             true = np.sqrt(((rows - queries[q].astype(np.float64)) ** 2).sum(axis=1))
             stated = gt_D[q][keep].astype(np.float64)
             off = ~np.isclose(stated, true, rtol=_DISTANCE_RTOL, atol=1e-6)

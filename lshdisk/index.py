@@ -33,7 +33,8 @@ from .datasets import open_source, read_queries
 from .errors import CorruptIndexError, IndexExistsError, NotAnIndexError
 from . import registry
 from .learned_termination import MODEL_DOC, LearnedBudget, TerminationModel
-from .learning import TrainingSample
+from .layout import IDS_FILE, SLOTS_FILE, PartitionLayout, check_layout
+from .learning import TrainingSample, training_ids
 from .metadata import INDEX_FORMAT, INDEX_VERSION, IndexMeta
 from .search import RoundSearch, SearchOptions
 from .vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
@@ -59,7 +60,8 @@ def _report(progress, stage, done, total):
 
 def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory_limit="1GiB",
           seed=0, progress=None, overwrite=False, format=None, dtype=None, dim=None,
-          delta=None, beta=None, w=None, preset=None, unit="auto", options=None):
+          delta=None, beta=None, w=None, preset=None, unit="auto", options=None,
+          layout="source"):
     """Build an index of ``source`` in ``index_dir``, out of core, and open it.
 
     Parameters
@@ -103,6 +105,11 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
         Further parameters of the method, by name: for ``"kmeans"`` ``m`` (tables),
         ``centroids`` (K), ``l``, ``probes``, ``train_rows``, ``iterations``
         (:func:`lshdisk.params.kmeans_params`). An unknown name is a ValueError.
+    layout : {"source", "partition"}
+        Order of the vectors in ``vectors.pages``: the source's (default), or cell by cell of
+        a partition learned from a seeded sample, so that a query's candidates share pages
+        (:mod:`lshdisk.layout`; one more pass over the source and two external sorts at
+        build; ids stay the source's row numbers).
     unit : "auto" or float
         The radius unit u (radii are u c^j; C2LSH hashes o / u). ``"auto"`` (default): the
         data's nearest-neighbour scale over sqrt(c), measured from a seeded sample
@@ -167,6 +174,7 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
                 or not math.isfinite(unit) or unit <= 0:
             raise ValueError(f"unit must be 'auto' or a positive number, got {unit!r}")
         unit = float(unit)
+    check_layout(layout)
     memory_limit_bytes = parse_bytes(memory_limit, name="memory_limit")
     if memory_limit_bytes < _MIN_MEMORY:
         raise ValueError(f"memory_limit must be at least 16MiB, got {memory_limit!r}")
@@ -188,7 +196,8 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
     with durable.TargetLock(index_dir) as lock:
         durable.remove_leftovers(parent, holding=lock)
         _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes, seed, unit,
-                      progress, format, dtype, dim, preset, params_fn, builder_cls, overrides)
+                      progress, format, dtype, dim, preset, params_fn, builder_cls, overrides,
+                      layout)
     return Index(index_dir)
 
 
@@ -204,7 +213,8 @@ def _space_needed(n, d, itemsize, m, page_size, memory_limit_bytes):
 
 
 def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes, seed, unit,
-                  progress, format, dtype, dim, preset, params_fn, builder_cls, overrides):
+                  progress, format, dtype, dim, preset, params_fn, builder_cls, overrides,
+                  layout="source"):
     """The body of :func:`build`, run while the target's lock is held."""
     parent = os.path.dirname(index_dir)
     started = time.perf_counter()
@@ -213,6 +223,8 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
         params = params_fn(src.n, c=c, **overrides)
         needed = _space_needed(src.n, src.d, src.dtype.itemsize, params.m, page_size,
                                memory_limit_bytes)
+        if layout == "partition":  # the temporary copy of the rows and the two id maps
+            needed += src.n * (src.d * src.dtype.itemsize + 16) + 4 * page_size
         durable.check_free_space(parent, needed, what=f"building {index_dir}")
     except BaseException:
         src.close()
@@ -223,21 +235,36 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
     builder = writer = None
     try:
         counter = IOCounter()
-        # Budget: 60 % external sort, 15 % chunk temporaries, the rest for writers and slack.
+        # Budget: 60 % the method (45 % with a partition layout, whose sorts take 15 %), 15 %
+        # chunk temporaries, the rest for writers and slack.
+        share = 0.6 if layout == "source" else 0.45
         builder = builder_cls(work, n=src.n, d=src.d, params=params, seed=int(seed),
-                              page_size=page_size, memory_limit_bytes=int(0.6 * memory_limit_bytes),
+                              page_size=page_size,
+                              memory_limit_bytes=int(share * memory_limit_bytes),
                               counter=counter, unit=None if unit == "auto" else unit)
+        arranger = None
+        if layout == "partition":
+            arranger = PartitionLayout(work, n=src.n, d=src.d, dtype=src.dtype,
+                                       page_size=page_size, seed=int(seed),
+                                       memory_limit_bytes=int(0.15 * memory_limit_bytes),
+                                       counter=counter)
         per_row = builder.chunk_bytes_per_row(src.dtype.itemsize)
         chunk_rows = max(1, int(0.15 * memory_limit_bytes) // per_row)
         train_seconds = None
-        if hasattr(builder, "fit"):  # a learned method: one pass for its training sample
+        learned = hasattr(builder, "fit")
+        if learned or arranger is not None:  # one pass for the training sample
             t_train = time.perf_counter()
-            sample = TrainingSample(builder.training_ids(), src.d)
+            ids = builder.training_ids() if learned else training_ids(seed, src.n,
+                                                                      arranger.train_rows)
+            sample = TrainingSample(ids, src.d)
             for start, rows in src.iter_chunks(chunk_rows):
                 sample.add_chunk(start, rows)
                 _report(progress, "sample", start + rows.shape[0], src.n)
             _report(progress, "train", 0, 1)
-            builder.fit(sample.rows)
+            if learned:
+                builder.fit(sample.rows)
+            if arranger is not None:
+                arranger.fit(sample.rows)
             del sample
             _report(progress, "train", 1, 1)
             train_seconds = round(time.perf_counter() - t_train, 3)
@@ -245,9 +272,16 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
             chunk_rows = max(1, int(0.15 * memory_limit_bytes) // per_row)
         writer = VectorStoreWriter(os.path.join(work, VECTORS_FILE), d=src.d, dtype=src.dtype,
                                    page_size=page_size, counter=counter)
-        for start, rows in src.iter_chunks(chunk_rows):
+        if arranger is None:
+            stream = ((start, rows, None) for start, rows in src.iter_chunks(chunk_rows))
+        else:  # rows (and the ids the method sees) in slot order
+            per_row += src.d * src.dtype.itemsize  # the gathered copy
+            chunk_rows = max(1, int(0.15 * memory_limit_bytes) // per_row)
+            stream = arranger.reorder(
+                src, chunk_rows, lambda done, total: _report(progress, "layout", done, total))
+        for start, rows, source_ids in stream:
             writer.append(rows)
-            builder.add_chunk(start, rows)
+            builder.add_chunk(start, rows, source_ids)
             _report(progress, "read", start + rows.shape[0], src.n)
         writer.finish()
         durable.fault_point("build:vectors-written")
@@ -272,6 +306,9 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
             meta["build"]["train_seconds"] = train_seconds
         meta.update(structure)
         meta["files"] = dict(structure["files"], vectors=VECTORS_FILE)
+        if arranger is not None:
+            meta["layout"] = arranger.meta()
+            meta["files"].update(ids=IDS_FILE, slots=SLOTS_FILE)
         meta.update(seal_build(work, meta))
         durable.fault_point("build:sealed")
         catalog = Catalog.create(os.path.join(work, CATALOG_DIR))
@@ -419,8 +456,12 @@ class _Reader:
         self.counter = IOCounter()
         self.files = []
         try:
-            vec_file = self._open_file(index, index.metadata.files["vectors"], VECTORS_KIND)
+            files = index.metadata.files
+            vec_file = self._open_file(index, files["vectors"], VECTORS_KIND)
             self.vectors = VectorStore(vec_file)
+            #: slot -> source id (a partition layout), read through this reader's counter.
+            self.id_map = (VectorStore(self._open_file(index, files["ids"], VECTORS_KIND))
+                           if "ids" in files else None)
             searcher = index._method.searcher(
                 lambda name, kind: self._open_file(index, name, kind), index.metadata.method,
                 index._arrays, index.params, self.vectors.n)
@@ -517,11 +558,48 @@ class Index:
             self.termination_model = TerminationModel.from_catalog(model_doc, get_model_array,
                                                                    path=self.path)
         self.buffer_pool = BufferPool(cache)
+        self._maps = {}
         first = self._new_reader()
         self._idle.append(first)
         self.counter = first.counter
         self.vectors = first.vectors
         self._searcher = first.search.searcher
+
+    @property
+    def layout(self):
+        """``"source"`` or ``"partition"`` (:mod:`lshdisk.layout`)."""
+        return self.metadata.doc.get("layout", {}).get("kind", "source")
+
+    def _id_map(self, role):
+        """The slot/id map page file of ``role`` ("ids" or "slots"), opened once, with a
+        counter of its own (tools' lookups are not search I/O)."""
+        with self._lock:
+            store = self._maps.get(role)
+            if store is None:
+                pf = PageFile.open(os.path.join(self.path, self.metadata.files[role]),
+                                   counter=IOCounter(), kind=VECTORS_KIND)
+                check_file(pf, self.meta, self.metadata.files[role])
+                store = self._maps[role] = VectorStore(pf)
+            return store
+
+    def slots_of(self, ids):
+        """Rows of ``vectors.pages`` holding points ``ids`` (int64 array of source row
+        numbers); the ids themselves with the source layout."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if self.layout == "source":
+            return ids
+        return self._id_map("slots").fetch(ids.ravel())[:, 0].reshape(ids.shape)
+
+    def source_ids(self, slots):
+        """Source row numbers of rows ``slots`` of ``vectors.pages`` (-1 stays -1); the slots
+        themselves with the source layout."""
+        slots = np.asarray(slots, dtype=np.int64)
+        if self.layout == "source":
+            return slots
+        out = slots.copy()
+        keep = slots >= 0
+        out[keep] = self._id_map("ids").fetch(slots[keep])[:, 0]
+        return out
 
     def _new_reader(self):
         reader = _Reader(self)
@@ -678,7 +756,10 @@ class Index:
                     sq, ids, tr, rounds = loop.search_one(q[i], options)
                     order = np.lexsort((ids, sq))[:k]
                     D[i, :order.size] = np.sqrt(sq[order])
-                    I[i, :order.size] = ids[order]
+                    id_map = reader.id_map
+                    # A partition layout: slots to source ids (the answers' map pages, counted).
+                    I[i, :order.size] = ids[order] if id_map is None else \
+                        id_map.fetch(ids[order])[:, 0]
                     cpu[i] = time.thread_time() - t0
                     page_reads[i] = counter.page_reads - reads
                     seek_col[i] = counter.seeks - seeks
@@ -688,8 +769,9 @@ class Index:
                     cols["rounds"][i] = rounds
                     if traces is not None:
                         traces[i] = tr
-                    if found is not None:
-                        found[i] = (ids, np.sqrt(sq).astype(np.float32))
+                    if found is not None:  # (mapped after the query's counts were taken)
+                        found[i] = (ids if id_map is None else id_map.fetch(ids)[:, 0],
+                                    np.sqrt(sq).astype(np.float32))
                     if progress is not None:
                         with lock:
                             done[0] += 1
@@ -755,9 +837,9 @@ class Index:
         """Index metadata for people and programs (dict, JSON-ready)."""
         meta = self.metadata
         files = {}
-        for pf in self._readers[0].files:
-            files[os.path.basename(pf.path)] = {"pages": pf.page_count,
-                                                "bytes": pf.page_count * pf.page_size}
+        for name in sorted(set(meta.files.values())):
+            size = os.path.getsize(os.path.join(self.path, name))
+            files[name] = {"pages": size // meta.page_size, "bytes": size}
         return {
             "path": self.path,
             "algorithm": self.algorithm,
@@ -766,6 +848,7 @@ class Index:
             "page_size": meta.page_size,
             "seed": meta.seed,
             "preset": meta.preset,
+            "layout": meta.doc.get("layout", {"kind": "source"}),
             "params": meta.params,
             "dataset": meta.dataset.to_dict(),
             "unit": (meta.method.unit.to_dict() if hasattr(meta.method, "unit") else None),
@@ -791,8 +874,11 @@ class Index:
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
+            maps, self._maps = self._maps, {}
         for reader in idle:
             reader.close()
+        for store in maps.values():
+            store.page_file.close()
 
     def __enter__(self):
         return self

@@ -235,7 +235,7 @@ class KMeansBuilder:
         return {"kmeans/mean": self.mean, "kmeans/rotation": self.rotation,
                 "kmeans/centroids": self.centroids}
 
-    def add_chunk(self, start, rows):
+    def add_chunk(self, start, rows, source_ids=None):
         """Hash ``rows`` ((c, d)) of points ``start ..`` to their cells and queue the m
         (table, cell, id) entries of each for sorting."""
         c = rows.shape[0]

@@ -121,11 +121,11 @@ class QALSHBuilder:
         """Arrays to keep in the catalog: the projection vectors."""
         return {"qalsh/a": self.a}
 
-    def add_chunk(self, start, rows):
+    def add_chunk(self, start, rows, source_ids=None):
         """Project ``rows`` ((c, d), storage dtype) of points ``start .. start+c-1`` and queue
         the m (key, id) entries of each for sorting."""
         c = rows.shape[0]
-        self._sample.add_chunk(start, rows)
+        self._sample.add_chunk(start, rows, source_ids)
         proj = np.empty((c, self.m), dtype=np.float32)
         project_rows(rows, self.a, proj)
         keys = float32_to_ordered_u32(np.ascontiguousarray(proj.T)).astype(np.uint64)

@@ -27,7 +27,9 @@ class Builder(Protocol):
     ``Builder(work_dir, *, n, d, params, seed, page_size, memory_limit_bytes, counter, unit)``
     (``unit``: a fixed data unit, or None to measure one, :mod:`lshdisk.scale`) makes
     one for a build in the (temporary) index directory ``work_dir``; then
-    ``add_chunk(start, rows)`` for consecutive row chunks, ``finish(progress)`` returning the
+    ``add_chunk(start, rows, source_ids)`` for consecutive row chunks (ids ``start ..``; with a
+    partition layout, :mod:`lshdisk.layout`, ids are slots and ``source_ids`` the rows' source
+    row numbers, else None), ``finish(progress)`` returning the
     method's JSON-ready metadata (with its ``"files"``), ``arrays()`` the catalog arrays
     (name -> ndarray), and ``abort()`` on failure. ``chunk_bytes_per_row(itemsize)`` sizes
     the chunks within the memory limit.
@@ -39,7 +41,7 @@ class Builder(Protocol):
 
     def chunk_bytes_per_row(self, itemsize): ...
 
-    def add_chunk(self, start, rows): ...
+    def add_chunk(self, start, rows, source_ids=None): ...
 
     def finish(self, progress=None): ...
 

@@ -110,9 +110,15 @@ class UnitSample:
         s = min(n, SAMPLE_SIZE)
         return 4 * s * d + 8 * s * SAMPLE_NEIGHBOURS
 
-    def add_chunk(self, start, rows):
-        """Copy the sample rows among ``rows`` (points start .. start + len(rows) - 1)."""
+    def add_chunk(self, start, rows, source_ids=None):
+        """Copy the sample rows among ``rows``: points start .. start + len(rows) - 1, or the
+        points ``source_ids`` (int64 (len(rows),), any order) when given."""
         ids = self.ids
+        if source_ids is not None:
+            pos = np.minimum(np.searchsorted(ids, source_ids), ids.size - 1)
+            hit = ids[pos] == source_ids if ids.size else np.zeros(len(rows), dtype=bool)
+            self.rows[pos[hit]] = rows[hit]
+            return
         i0, i1 = np.searchsorted(ids, [start, start + rows.shape[0]])
         if i1 > i0:
             self.rows[i0:i1] = rows[ids[i0:i1] - start]

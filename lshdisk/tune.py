@@ -78,11 +78,13 @@ def tune(index, targets, *, k=10, queries=None, gt=None, sample=2000, seed=0, th
             raise ValueError(f"sample must be an int >= 4, got {sample!r}")
         ids = np.sort(np.random.default_rng(seed).choice(index.n, size=min(int(sample), index.n),
                                                          replace=False)).astype(np.int64)
-        queries = index.vectors.fetch(ids).astype(np.float32)
+        queries = index.vectors.fetch(index.slots_of(ids)).astype(np.float32)
         exclude = ids
         gt_D, gt_I = compute_groundtruth(_StoreRows(index.vectors), queries, k + 1)
+        gt_I = index.source_ids(gt_I)  # the store's rows are slots with a partition layout
     elif gt is None:
         gt_D, gt_I = compute_groundtruth(_StoreRows(index.vectors), queries, k)
+        gt_I = index.source_ids(gt_I)
     else:
         gt_D, gt_I = gt
     data = collect(index, queries, gt_D, k, gt_I=gt_I, exclude_self=exclude,

@@ -13,6 +13,8 @@ Rows, each measured on the same queries with no buffer pool and one thread:
 - QALSH at c = 2, 1.5, 1.3 (T1/T2 of the paper) and C2LSH at c = 2;
 - kmeans (lshdisk.kmeans) for each ``--kmeans m,l,K,pool`` setting, ``max_candidates``
   swept (the verified candidates);
+- each lshdisk row in each ``--layouts`` vector layout (source order, and "-partition":
+  stored by a learned partition, lshdisk.layout);
 - faiss IVFFlat, nlist = 4 sqrt(n), trained on the same kind of sample (up to 200,000
   rows, seed 0), nprobe swept. Its lists are costed as stored on disk one after another in
   pages of 4 KiB (each list page-aligned: ids int64 and vectors in the data's dtype), each
@@ -166,6 +168,8 @@ def main(argv=None):
     ap.add_argument("--kmeans", nargs="*", default=["32,8,256,8", "16,4,256,1"],
                     help="settings m,l,K,pool")
     ap.add_argument("--caps", default="100,200,300,500,800,1500")
+    ap.add_argument("--layouts", default="source,partition",
+                    help="vector layouts to build (lshdisk.layout)")
     ap.add_argument("--nprobe", default="8,16,32,64,128")
     args = ap.parse_args(argv)
     work = os.path.abspath(os.path.join(args.work, args.set))
@@ -177,9 +181,12 @@ def main(argv=None):
     rows = []
     if not args.skip_qalsh:
         for c in (2.0, 1.5, 1.3):
-            index, bs = build_or_open(work, f"qalsh-c{c}", src, kw, algorithm="qalsh", c=c)
-            with index:
-                rows += lshdisk_rows(index, f"QALSH c {c}", q, gt, k, bs, [None])
+            for layout in args.layouts.split(","):
+                tag = "" if layout == "source" else f"-{layout}"
+                index, bs = build_or_open(work, f"qalsh-c{c}{tag}", src, kw, algorithm="qalsh",
+                                          c=c, layout=layout)
+                with index:
+                    rows += lshdisk_rows(index, f"QALSH c {c}{tag}", q, gt, k, bs, [None])
         index, bs = build_or_open(work, "c2lsh-c2", src, kw, algorithm="c2lsh", c=2)
         with index:
             rows += lshdisk_rows(index, "C2LSH c 2", q, gt, k, bs, [None])
@@ -187,14 +194,17 @@ def main(argv=None):
     caps = [int(v) for v in args.caps.split(",")]
     for spec in args.kmeans:
         m, l, cells, pool = (int(v) for v in spec.split(","))
-        index, bs = build_or_open(work, f"kmeans-{m}-{l}-{cells}-{pool}", src, kw,
-                                  algorithm="kmeans",
-                                  options={"m": m, "l": l, "centroids": cells, "pool": pool})
-        with index:
-            new = lshdisk_rows(index, f"kmeans m{m} l{l} K{cells} pool{pool}", q, gt, k, bs,
-                               caps)
-        print_rows(new)
-        rows += new
+        for layout in args.layouts.split(","):
+            tag = "" if layout == "source" else f"-{layout}"
+            index, bs = build_or_open(work, f"kmeans-{m}-{l}-{cells}-{pool}{tag}", src, kw,
+                                      algorithm="kmeans", layout=layout,
+                                      options={"m": m, "l": l, "centroids": cells,
+                                               "pool": pool})
+            with index:
+                new = lshdisk_rows(index, f"kmeans m{m} l{l} K{cells} pool{pool}{tag}", q, gt,
+                                   k, bs, caps)
+            print_rows(new)
+            rows += new
     new = ivf_rows(x, q, gt, k, [int(v) for v in args.nprobe.split(",")])
     print_rows(new)
     rows += new
