@@ -3,9 +3,9 @@
 With the default layout (``"source"``) point i is row i of ``vectors.pages``, and the
 candidates of one query, which lie near each other in space, lie anywhere in the file: each
 costs a random page read. With ``layout="partition"`` the build learns a partition of the
-space from the training sample (k-means over whole vectors, :data:`ROWS_PER_CELL` points a
-cell on average; cells ordered along a greedy nearest-centroid chain, so that neighbouring
-cells are neighbouring runs of pages) and stores the vectors cell by cell (by id within a
+space from the training sample (two-level k-means over whole vectors, :data:`ROWS_PER_CELL`
+points a cell on average; cells ordered along greedy nearest-centroid chains, so that
+neighbouring cells are neighbouring runs of pages) and stores the vectors cell by cell (by id within a
 cell): the candidates of a query then share pages and form runs, so verification reads fewer
 pages with fewer seeks. Every method is built over the reordered rows: its hash tables
 hold *slots* (row numbers in the reordered file), which the search verifies directly.
@@ -21,6 +21,7 @@ temporary file in the index's work directory), an external sort of (cell, id) an
 within the copy, which the operating system's cache serves when it fits).
 """
 
+import math
 import os
 
 import numpy as np
@@ -41,8 +42,9 @@ SLOTS_FILE = "slots.pages"
 ROWS_PER_CELL = 64
 #: Lloyd iterations of the layout's k-means, and its training rows per cell.
 _ITERATIONS = 10
-_TRAIN_PER_CELL = 64
-_MAX_CELLS = 1 << 16
+_TRAIN_PER_CELL = 16
+_MAX_TRAIN_ROWS = 200_000
+_MAX_CELLS = 1 << 20
 
 
 def check_layout(layout):
@@ -75,6 +77,11 @@ def _chain(centroids):
 class PartitionLayout:
     """Learns the partition and streams the source in its order (see the module docstring).
 
+    The partition has two levels, so that its cost stays near-linear in the number of cells:
+    ``top`` = ceil(sqrt(cells)) k-means cells of the sample, each split by a k-means of its
+    own sample rows into cells in proportion to its share of them. Cells are numbered top
+    cell by top cell, each level in its greedy nearest-centroid chain.
+
     Parameters
     ----------
     work_dir : str
@@ -85,7 +92,7 @@ class PartitionLayout:
     page_size : int
     seed : int
     memory_limit_bytes : int
-        For the two external sorts.
+        For the two external sorts and the training sample (at most a third of it).
     counter : storage.IOCounter, optional
     """
 
@@ -95,24 +102,52 @@ class PartitionLayout:
         self.dtype = np.dtype(dtype)
         self.page_size, self.seed, self.counter = page_size, int(seed), counter
         self.cells = int(max(1, min(_MAX_CELLS, round(n / ROWS_PER_CELL))))
-        self.train_rows = min(n, self.cells * _TRAIN_PER_CELL)
-        self._sort_bytes = max(1 << 20, memory_limit_bytes // 2)
-        self.centroids = None
-        self._rank = None
+        self.train_rows = int(max(1, min(n, self.cells * _TRAIN_PER_CELL, _MAX_TRAIN_ROWS,
+                                         (memory_limit_bytes // 3) // (4 * d))))
+        self._sort_bytes = max(1 << 20, memory_limit_bytes // 3)
+        self.top = self.sub = None  # top centroids (t, d); per top cell its sub-centroids
+        self._first = None  # first cell number of each top cell
 
     def fit(self, sample):
-        """k-means of the sample (float32 (s, d); at most ``train_rows`` of it are used) and
-        the order of its cells."""
+        """Two-level k-means of the sample (float32 (s, d); at most ``train_rows`` of it)."""
         rng = np.random.default_rng([self.seed, 3])
         s = sample.shape[0]
         x = sample if s <= self.train_rows else sample[np.sort(
             rng.choice(s, size=self.train_rows, replace=False))]
-        self.cells = min(self.cells, x.shape[0])
-        self.centroids, _ = kmeans(np.ascontiguousarray(x, dtype=np.float32), self.cells,
-                                   _ITERATIONS, rng)
-        order = _chain(self.centroids)
-        self._rank = np.empty(self.cells, dtype=np.uint64)
-        self._rank[order] = np.arange(self.cells, dtype=np.uint64)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        cells = min(self.cells, x.shape[0])
+        n_top = int(min(x.shape[0], max(1, math.ceil(math.sqrt(cells)))))
+        top, _ = kmeans(x, n_top, _ITERATIONS, rng)
+        top = top[_chain(top)]
+        labels = np.empty(x.shape[0], dtype=np.int64)
+        nearest_cells(x, top, labels)
+        self.top, self.sub, firsts, total = top, [], [], 0
+        for t in range(n_top):
+            rows = x[labels == t]
+            k = int(min(rows.shape[0], max(1, round(cells * rows.shape[0] / x.shape[0]))))
+            if k <= 1:
+                sub = top[t:t + 1].copy()
+            else:
+                sub, _ = kmeans(rows, k, _ITERATIONS, rng)
+                sub = sub[_chain(sub)]
+            self.sub.append(sub)
+            firsts.append(total)
+            total += sub.shape[0]
+        self._first = np.asarray(firsts, dtype=np.int64)
+        self.cells = total
+
+    def assign(self, rows):
+        """Cell numbers (int64 (c,)) of rows (c, d) of any numeric dtype."""
+        x = np.ascontiguousarray(rows, dtype=np.float32)
+        top = np.empty(x.shape[0], dtype=np.int64)
+        nearest_cells(x, self.top, top)
+        out = np.empty(x.shape[0], dtype=np.int64)
+        for t in np.unique(top).tolist():
+            sel = np.flatnonzero(top == t)
+            local = np.empty(sel.size, dtype=np.int64)
+            nearest_cells(x[sel], self.sub[t], local)
+            out[sel] = self._first[t] + local
+        return out
 
     def reorder(self, src, chunk_rows, progress=None):
         """Yield ``(slot_start, rows, source_ids)`` chunks of the source in slot order, and
@@ -132,11 +167,9 @@ class PartitionLayout:
         fd = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             try:
-                cells = np.empty(max(1, chunk_rows), dtype=np.int64)
                 for start, rows in src.iter_chunks(chunk_rows):
                     c = rows.shape[0]
-                    nearest_cells(rows.astype(np.float32), self.centroids, cells[:c])
-                    by_cell.add(self._rank[cells[:c]],
+                    by_cell.add(self.assign(rows).astype(np.uint64),
                                 np.arange(start, start + c, dtype=np.uint32))
                     durable.write_all(fd, np.ascontiguousarray(rows, dtype=self.dtype).tobytes(),
                                       path=tmp_path)
