@@ -502,10 +502,12 @@ def write_csv(report, path):
 
 
 def plot_report(report, directory):
-    """Write the study's six figures (one QPT figure per device) as PNG files.
+    """Write the study's six figures (one QPT figure per device) and a seventh as PNG files.
 
     One line per algorithm over k: (1) seeks, (2) MB read, (3) algorithm time, (4, 5) QPT on
-    each device with the linear scan as a dashed horizontal line, (6) overall ratio.
+    each device with the linear scan as a dashed horizontal line, (6) overall ratio; then
+    (7) recall@10 against MB read per query, one line per method through its indexes, the
+    linear scan's MB marked.
 
     Parameters
     ----------
@@ -517,7 +519,8 @@ def plot_report(report, directory):
     -------
     list of str
         The files written: ``fig1_seeks.png``, ``fig2_mb_read.png``,
-        ``fig3_algorithm_ms.png``, ``fig4_qpt_<device>.png``, ... , ``figN_overall_ratio.png``.
+        ``fig3_algorithm_ms.png``, ``fig4_qpt_<device>.png``, ... , ``figN_overall_ratio.png``,
+        ``fig(N+1)_recall_mb.png``.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -573,4 +576,50 @@ def plot_report(report, directory):
         path = os.path.join(os.fspath(directory), f"fig{number}_{stem}.png")
         fig.savefig(path)
         paths.append(path)
+    path = _plot_recall_mb(report, directory, len(specs) + 1, subtitle)
+    if path is not None:
+        paths.append(path)
     return paths
+
+
+def _plot_recall_mb(report, directory, number, subtitle):
+    """The seventh figure: recall@k against MB read per query at k = 10 (else the k nearest
+    10), one line per method through its indexes (and their recall-target rows), sorted by
+    MB, with each linear scan's MB as a vertical line. None when no row has a recall."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    ks = sorted({r["k"] for r in report.rows if r.get("recall") is not None})
+    if not ks:
+        return None
+    k = min(ks, key=lambda v: (abs(v - 10), v))
+    fig = Figure(figsize=(7.0, 4.8), dpi=150)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    markers = "osD^v<>ph*"
+    methods = list(dict.fromkeys(r["algorithm"] for r in report.rows))
+    for i, method in enumerate(methods):
+        mine = sorted((r for r in report.rows if r["algorithm"] == method and r["k"] == k
+                       and r.get("recall") is not None), key=lambda r: r["mb_read"])
+        if not mine:
+            continue
+        ax.plot([r["mb_read"] for r in mine], [r["recall"] for r in mine],
+                marker=markers[i % len(markers)], linewidth=1.8, markersize=5, label=method)
+        for r in mine:
+            ax.annotate(r["label"], (r["mb_read"], r["recall"]), fontsize=6.5,
+                        xytext=(3, 3), textcoords="offset points")
+    for j, scan in enumerate(report.linear_scan):
+        ax.axvline(scan["mb_read"], color="0.25", linestyle="--" if j == 0 else ":",
+                   linewidth=1.4, label=f"linear scan ({scan['dataset']}): "
+                                        f"{scan['mb_read']:,.2f} MB")
+    ax.set_xscale("log")
+    ax.set_title(f"({chr(96 + number)}) Recall@{k} against data read per query\n{subtitle}",
+                 fontsize=9.5)
+    ax.set_xlabel("MB read per query (1 MB = 10^6 B), log scale")
+    ax.set_ylabel(f"recall@{k}")
+    ax.grid(True, which="both", alpha=0.35)
+    ax.legend(fontsize=8.5, loc="best")
+    fig.tight_layout()
+    path = os.path.join(os.fspath(directory), f"fig{number}_recall_mb.png")
+    fig.savefig(path)
+    return path

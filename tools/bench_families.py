@@ -6,8 +6,10 @@ Usage: python tools/bench_families.py [--set pydocs|mnist] [--queries 200] [--k 
        [--work data/bench/families] [--skip-qalsh] [--kmeans m,l,K,pool ...]
 
 Sets: ``pydocs`` (../shared/data/pydocs: 46,506 x 384 float32 text embeddings, the first
-``--queries`` of its 1,000 queries, exact distances from gt_dist.fvecs) or ``mnist``
-(../shared/data/mnist: 60,000 x 50 uint8, its 100 queries).
+``--queries`` of its 1,000 queries, exact distances from gt_dist.fvecs), ``mnist``
+(../shared/data/mnist: 60,000 x 50 uint8, its 100 queries), or a directory written by
+``tools/make_sift_like.py`` with ``gt.qalsh`` from ``lshdisk groundtruth`` beside it
+(for example 1,000,000 x 128 uint8).
 
 Rows, each measured on the same queries with no buffer pool and one thread:
 - QALSH at c = 2, 1.5, 1.3 (T1/T2 of the paper) and C2LSH at c = 2;
@@ -69,8 +71,18 @@ def load_set(name, n_queries):
         kw = {"format": "raw", "dtype": "uint8", "dim": 50}
         q = lshdisk.read_queries(os.path.join(root, "Mnist.q"), **kw)[:n_queries]
         gt, _ = lshdisk.read_groundtruth(os.path.join(root, "Mnist.gt2.0"), n_queries=q.shape[0])
+    elif os.path.isdir(name):  # tools/make_sift_like.py's output, with its ground truth
+        src = os.path.join(name, "base.u8bin")
+        q = lshdisk.read_queries(os.path.join(name, "query.u8bin"))[:n_queries]
+        gt_path = os.path.join(name, "gt.qalsh")
+        if not os.path.exists(gt_path):
+            raise SystemExit(f"no {gt_path}: run lshdisk groundtruth {src} "
+                             f"{os.path.join(name, 'query.u8bin')} -k 100 --out {gt_path}")
+        gt, _ = lshdisk.read_groundtruth(gt_path, n_queries=q.shape[0])
+        kw = {}
     else:
-        raise SystemExit(f"--set must be pydocs or mnist, got {name!r}")
+        raise SystemExit(f"--set must be pydocs, mnist or a directory of make_sift_like.py, "
+                         f"got {name!r}")
     source = lshdisk.datasets.open_source(src, **kw)
     try:
         x = np.concatenate([rows for _, rows in source.iter_chunks(1 << 16)])
@@ -165,6 +177,7 @@ def main(argv=None):
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--work", default=os.path.join(HERE, "..", "data", "bench", "families"))
     ap.add_argument("--skip-qalsh", action="store_true")
+    ap.add_argument("--qalsh-c", default="2,1.5,1.3", help="QALSH's c values")
     ap.add_argument("--kmeans", nargs="*", default=["32,8,256,8", "16,4,256,1"],
                     help="settings m,l,K,pool")
     ap.add_argument("--caps", default="100,200,300,500,800,1500")
@@ -180,7 +193,7 @@ def main(argv=None):
     print(f"{args.set}: n = {n}, d = {d} ({x.dtype}), {q.shape[0]} queries, k = {k}", flush=True)
     rows = []
     if not args.skip_qalsh:
-        for c in (2.0, 1.5, 1.3):
+        for c in (float(v) for v in args.qalsh_c.split(",")):
             for layout in args.layouts.split(","):
                 tag = "" if layout == "source" else f"-{layout}"
                 index, bs = build_or_open(work, f"qalsh-c{c}{tag}", src, kw, algorithm="qalsh",

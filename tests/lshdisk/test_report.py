@@ -51,7 +51,7 @@ def _qpt(row, p, prefix=""):
         + row[prefix + "algorithm_ms"]
 
 
-def test_report_cli_writes_json_csv_and_six_figures(report_setup, tmp_path):
+def test_report_cli_writes_json_csv_and_seven_figures(report_setup, tmp_path):
     s = report_setup
     out_json, out_csv, figs = tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "figs"
     result = _run(["report", *s.indexes, "--queries", s.queries, "--gt", s.gt, "-k", "1,5,10",
@@ -93,7 +93,8 @@ def test_report_cli_writes_json_csv_and_six_figures(report_setup, tmp_path):
 
     pngs = sorted(os.listdir(figs))
     assert pngs == ["fig1_seeks.png", "fig2_mb_read.png", "fig3_algorithm_ms.png",
-                    "fig4_qpt_hdd.png", "fig5_qpt_ssd.png", "fig6_overall_ratio.png"]
+                    "fig4_qpt_hdd.png", "fig5_qpt_ssd.png", "fig6_overall_ratio.png",
+                    "fig7_recall_mb.png"]
     for name in pngs:
         blob = (figs / name).read_bytes()
         assert blob.startswith(PNG_MAGIC) and len(blob) > 20_000, name
