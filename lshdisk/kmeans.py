@@ -68,8 +68,8 @@ from ._kernels.kmeans import (BAD_PAGE, CAP_REACHED, ENTRY, LOG_FULL, NEED_PAGES
                               pool_lower_bounds, probe_round, probe_step, reset_cache, split_keys)
 from .c2lsh import TABLES_FILE, TABLES_KIND
 from .errors import CorruptIndexError
-from .learning import (TrainingSample, allocate_subspaces, kmeans, nearest_cells, pca,
-                       subspace_rotation, training_ids)
+from .learning import (TrainingSample, allocate_subspaces, chain_order, kmeans,
+                       nearest_cells, pca, subspace_rotation, training_ids)
 from .metadata import catalog_array
 
 __all__ = ["KMeansBuilder", "KMeansSearcher", "CACHE_BYTES", "hash_rows", "rank_cells"]
@@ -205,7 +205,7 @@ class KMeansBuilder:
         for t in range(self.m):
             x = np.ascontiguousarray(sub[:, t * width:(t + 1) * width])
             c, e = kmeans(x, k, p.iterations, rng)
-            centroids[t, :k] = c
+            centroids[t, :k] = c[chain_order(c)]  # near cells get near numbers (and pages)
             if k < self.k:  # fewer rows than cells: the extra cells repeat the last centroid
                 centroids[t, k:] = c[-1]
             inertia.append(e / max(1, x.shape[0]))

@@ -29,7 +29,7 @@ import numpy as np
 from storage import durable
 from storage.extsort import ExternalSorter
 
-from .learning import kmeans, nearest_cells
+from .learning import chain_order, kmeans, nearest_cells
 from .vector_store import VectorStoreWriter
 
 __all__ = ["LAYOUTS", "IDS_FILE", "SLOTS_FILE", "ROWS_PER_CELL", "PartitionLayout",
@@ -52,26 +52,6 @@ def check_layout(layout):
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     return layout
-
-
-def _chain(centroids):
-    """An order of the cells: start at the centroid nearest the mean, then repeatedly the
-    nearest centroid not taken (greedy chain; O(cells^2) distances by blocks)."""
-    k = centroids.shape[0]
-    c = centroids.astype(np.float64)
-    sq = np.einsum("ij,ij->i", c, c)
-    taken = np.zeros(k, dtype=bool)
-    order = np.empty(k, dtype=np.int64)
-    cur = int(np.argmin(((c - c.mean(0)) ** 2).sum(1)))
-    for j in range(k):
-        order[j] = cur
-        taken[cur] = True
-        if j + 1 == k:
-            break
-        d2 = sq - 2.0 * (c @ c[cur]) + sq[cur]
-        d2[taken] = np.inf
-        cur = int(np.argmin(d2))
-    return order
 
 
 class PartitionLayout:
@@ -118,7 +98,7 @@ class PartitionLayout:
         cells = min(self.cells, x.shape[0])
         n_top = int(min(x.shape[0], max(1, math.ceil(math.sqrt(cells)))))
         top, _ = kmeans(x, n_top, _ITERATIONS, rng)
-        top = top[_chain(top)]
+        top = top[chain_order(top)]
         labels = np.empty(x.shape[0], dtype=np.int64)
         nearest_cells(x, top, labels)
         self.top, self.sub, firsts, total = top, [], [], 0
@@ -129,7 +109,7 @@ class PartitionLayout:
                 sub = top[t:t + 1].copy()
             else:
                 sub, _ = kmeans(rows, k, _ITERATIONS, rng)
-                sub = sub[_chain(sub)]
+                sub = sub[chain_order(sub)]
             self.sub.append(sub)
             firsts.append(total)
             total += sub.shape[0]

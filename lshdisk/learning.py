@@ -23,7 +23,7 @@ import numpy as np
 from ._kernels.kmeans import accumulate_cells
 
 __all__ = ["TrainingSample", "training_ids", "pca", "allocate_subspaces", "subspace_rotation",
-           "kmeans", "nearest_cells", "TRAIN_BLOCK_ROWS"]
+           "kmeans", "nearest_cells", "chain_order", "TRAIN_BLOCK_ROWS"]
 
 #: Rows per block of the distance products (bounds their temporaries: rows x K float32).
 TRAIN_BLOCK_ROWS = 8192
@@ -223,3 +223,24 @@ def kmeans(x, k, iterations, rng):
             counts[big] -= counts[j]
     inertia = nearest_cells(x, centroids, labels)
     return centroids, inertia
+
+
+def chain_order(centroids):
+    """An order of k centroids ((k, w)) in which neighbours in space tend to be neighbours:
+    from the centroid nearest their mean, repeatedly the nearest one not taken (a greedy
+    chain; O(k^2) time, O(k) memory). int64 (k,)."""
+    k = centroids.shape[0]
+    c = centroids.astype(np.float64)
+    sq = np.einsum("ij,ij->i", c, c)
+    taken = np.zeros(k, dtype=bool)
+    order = np.empty(k, dtype=np.int64)
+    cur = int(np.argmin(((c - c.mean(0)) ** 2).sum(1)))
+    for j in range(k):
+        order[j] = cur
+        taken[cur] = True
+        if j + 1 == k:
+            break
+        d2 = sq - 2.0 * (c @ c[cur]) + sq[cur]
+        d2[taken] = np.inf
+        cur = int(np.argmin(d2))
+    return order
