@@ -32,7 +32,9 @@ the pool is complete; ``max_candidates`` still counts verified candidates (vecto
 
 Disk layout. Each table is a sorted run of (cell, id) entries in ``tables.pages``
 (:mod:`storage.sorted_run`, layout in :mod:`storage.format`), so a cell is a contiguous page
-range (usually part of one page: n / K ids, bit-packed). The run directory (first and last
+range (usually part of one page: n / K ids, bit-packed). A table's cells are numbered along
+a nearest-centroid chain (:func:`lshdisk.learning.chain_order`), so the cells a query probes,
+which are near each other, tend to be near in the file too and share pages and runs. The run directory (first and last
 cell of each data page) is read once when the index is opened (counted then) and turned
 into each cell's page range, as an inverted file holds its list offsets. A query keeps the
 pages it has read (up to :data:`CACHE_BYTES`), so a page holding several probed cells is
