@@ -25,9 +25,10 @@ the cap's worth with the smallest lower bounds of their asymmetric distance (pro
 quantization's ADC: the sum over tables of the query's squared distance to the id's
 centroid) are verified, in that order. The bound of an id uses, in each table, the query's
 distance to the id's centroid if that cell was counted, else to the first cell not counted
-(no nearer cell is left), so it needs neither the ids' codes nor any read: the counted cells
-are walked again from the query's page cache
-(:func:`lshdisk._kernels.kmeans.pool_lower_bounds`). The search loop sees no candidate until
+(no nearer cell is left), so it needs neither the ids' codes nor, while the query's pages
+fit its cache (:data:`CACHE_BYTES`), any read: the counted cells are walked again from the
+cache (:func:`lshdisk._kernels.kmeans.bounds_walk`; a page past the cache is read again,
+counted). The search loop sees no candidate until
 the pool is complete; ``max_candidates`` still counts verified candidates (vector reads).
 
 Disk layout. Each table is a sorted run of (cell, id) entries in ``tables.pages``
@@ -66,8 +67,9 @@ from ._kernels.counting import (CAP, MAX_COUNT, N_CANDS, N_ENTRIES, N_TOUCHED, N
                                 Counting, new_counting, reset_counts, start_counting)
 from ._kernels.kmeans import (BAD_PAGE, CAP_REACHED, ENTRY, LOG_FULL, NEED_PAGES, PROBE_FIELDS,
                               RANK, RANK0, RANK1, READ_ERROR, ROUND_DONE, TABLE, CellTables,
-                              PageCache, Probe, absorb_pages, cell_keys, cell_pages,
-                              pool_lower_bounds, probe_round, probe_step, reset_cache, split_keys)
+                              PageCache, Probe, Walk, absorb_pages, bounds_absorb, bounds_begin,
+                              bounds_walk, cell_keys, cell_pages, probe_round, probe_step,
+                              reset_cache, split_keys)
 from .c2lsh import TABLES_FILE, TABLES_KIND
 from .errors import CorruptIndexError
 from .learning import (TrainingSample, allocate_subspaces, chain_order, kmeans,
@@ -76,8 +78,9 @@ from .metadata import catalog_array
 
 __all__ = ["KMeansBuilder", "KMeansSearcher", "CACHE_BYTES", "hash_rows", "rank_cells"]
 
-#: Bytes of table pages a query keeps after reading them (per open searcher).
-CACHE_BYTES = 4 << 20
+#: Bytes of table pages a query keeps after reading them (per open searcher): pages past
+#: it are read again when needed (counted).
+CACHE_BYTES = 16 << 20
 #: Bytes of one read of consecutive table pages.
 RUN_BUFFER_BYTES = 1 << 20
 _MIB = 1 << 20
@@ -386,6 +389,8 @@ class KMeansSearcher:
         self._d2 = None
         self._score = None  # float32 (n,): the pool's lower bounds (pool > 1)
         self._scratch = np.empty(MAX_PAGE_ENTRIES, dtype=np.int64)
+        self._walk = Walk(np.zeros(3, dtype=np.int64), np.zeros(self.m, dtype=np.int64),
+                          np.zeros(self.m, dtype=np.float64))
         #: No T1 (see the module docstring): NaN makes its test false.
         self.c = math.nan
         self.c_radius = math.nan
@@ -452,9 +457,23 @@ class KMeansSearcher:
         pool = gen.cands[:int(gen.nums[N_CANDS])]
         if self._score is None:
             self._score = np.zeros(self.n, dtype=np.float32)
-        pool_lower_bounds(self._tables, self._probe, self._cache, rec.counts, self.l, pool,
-                          self._d2, self._scratch, self._score)
-        keep = pool[np.argsort(self._score[pool], kind="stable")[:int(rec.nums[CAP])]]
+        score, walk, req = self._score, self._walk, self._request
+        bounds_begin(self._probe, self._d2, pool, walk, score)
+        pf, max_run = self.tables_file, self._run_buf.shape[0]
+        tables = self._tables
+        # Pages beyond the query's cache are read again (counted), a run at a time.
+        while bounds_walk(tables, self._probe, self._cache, rec.counts, self.l, self._d2, walk,
+                          req, self._scratch, score, max_run) == NEED_PAGES:
+            t = int(walk.state[0])
+            page_no = int(tables.first[t] + req[0] - tables.dir_entry[t])
+            count = int(req[1])
+            block = self._run_buf[:count]
+            pf.read_runs_into(np.array([page_no], dtype=np.int64),
+                              np.array([count], dtype=np.int64), block)
+            check_data_pages(pf, block[:, :pf.payload_size], page_no)
+            bounds_absorb(block, self._probe, rec.counts, self.l, self._d2, walk, req,
+                          self._scratch, score)
+        keep = pool[np.argsort(score[pool], kind="stable")[:int(rec.nums[CAP])]]
         rec.cands[:keep.shape[0]] = keep
         rec.nums[N_CANDS] = keep.shape[0]
 

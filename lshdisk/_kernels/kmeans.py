@@ -225,32 +225,26 @@ def probe_round(raw, tables, probe, cache, counting, l, run_buf, log, err):
             return CAP_REACHED
 
 
+#: The walk of :func:`bounds_walk` over the counted cells: ``Walk.state`` int64 (3,) =
+#: (table, rank, directory entry of the next page, -1 before the cell's first); per table the
+#: ranks counted ``probed`` int64 (m,) and the bound ``bound`` float64 (m,).
+Walk = namedtuple("Walk", ["state", "probed", "bound"])
+
+
 @numba.njit(cache=True, nogil=True)
-def pool_lower_bounds(tables, probe, cache, counts, l, pool, d2, scratch, score):
-    """Lower bounds of the asymmetric distances of the pool's ids (ids with >= l
-    collisions) to the query, from the cells counted so far.
+def bounds_begin(probe, d2, pool, walk, score):
+    """Start the lower bounds of the pool's ids (ids with >= l collisions) on the asymmetric
+    distance to the query, from the cells counted so far.
 
     For table t with its first ``p_t`` ranks counted, an id in one of them has sub-distance
     ``d2[t, cell]`` (the query's squared distance to that centroid); an id in none lies in a
     cell at least as far as the first one not counted, ``B_t = d2[t, order[t, p_t]]`` (0 once
-    every cell is counted). The bound is ``sum_t B_t + sum over counted cells holding the id of
-    (d2[t, cell] - B_t)``: the counted cells are walked again from the page cache (a page
-    not held adds nothing, which leaves that table at B_t).
-
-    Parameters
-    ----------
-    counts : collision counts (the Counting record's)
-    pool : int64 (p,) the pool's ids
-    d2 : float64 (m, K)
-    scratch : int64 (>= entries per page,)
-    score : float32 (n,), receives the bounds at the pool's ids (other entries are left)
+    every cell is counted). The bound is ``sum_t B_t + sum over counted cells holding the id
+    of (d2[t, cell] - B_t)``: this sets ``score[pool] = sum_t B_t``; :func:`bounds_walk`
+    adds the rest.
     """
     order, state, _ = probe
-    slot, _, pages, _ = cache
-    cell_first, cell_last = tables.cell_first, tables.cell_last
     m, k = order.shape
-    probed = np.empty(m, dtype=np.int64)
-    bound = np.empty(m, dtype=np.float64)
     total = 0.0
     for t in range(m):
         if t < state[TABLE]:
@@ -259,22 +253,70 @@ def pool_lower_bounds(tables, probe, cache, counts, l, pool, d2, scratch, score)
             p = state[RANK]
         else:
             p = state[RANK0]
-        probed[t] = p
-        bound[t] = d2[t, order[t, p]] if p < k else 0.0
-        total += bound[t]
+        walk.probed[t] = p
+        walk.bound[t] = d2[t, order[t, p]] if p < k else 0.0
+        total += walk.bound[t]
     for j in range(pool.shape[0]):
         score[pool[j]] = total
-    for t in range(m):
-        for r in range(probed[t]):
+    walk.state[0], walk.state[1], walk.state[2] = 0, 0, -1
+
+
+@numba.njit(cache=True, inline="always")
+def _add_bounds(page, c, delta, counts, l, scratch, score):
+    e0, e1 = entry_range(page, c, c)
+    n_ids = decode_ids(page, e0, e1, scratch)
+    for j in range(n_ids):
+        i = scratch[j]
+        if counts[i] >= l:
+            score[i] += delta
+
+
+@numba.njit(cache=True, nogil=True)
+def bounds_walk(tables, probe, cache, counts, l, d2, walk, request, scratch, score, max_run):
+    """Walk the counted cells from ``walk.state`` on, adding ``d2[t, cell] - B_t`` to the
+    bound of every pool id in them (see :func:`bounds_begin`), the pages from the cache.
+    Returns ROUND_DONE, or NEED_PAGES with ``request`` = (first directory entry, count <=
+    max_run) of pages not held: read them, pass them to :func:`bounds_absorb`, call again."""
+    order = probe.order
+    slot, _, pages, _ = cache
+    cell_first, cell_last = tables.cell_first, tables.cell_last
+    m = order.shape[0]
+    ws = walk.state
+    t, r, e = ws[0], ws[1], ws[2]
+    while t < m:
+        while r < walk.probed[t]:
             c = order[t, r]
-            delta = d2[t, c] - bound[t]
-            for e in range(cell_first[t, c], cell_last[t, c] + 1):
+            delta = d2[t, c] - walk.bound[t]
+            last = cell_last[t, c]
+            if e < cell_first[t, c]:
+                e = cell_first[t, c]
+            while e <= last:
                 s = slot[e]
                 if s < 0:
-                    continue
-                e0, e1 = entry_range(pages[s], c, c)
-                n_ids = decode_ids(pages[s], e0, e1, scratch)
-                for j in range(n_ids):
-                    i = scratch[j]
-                    if counts[i] >= l:
-                        score[i] += delta
+                    e2 = e + 1
+                    while e2 <= last and e2 - e < max_run and slot[e2] < 0:
+                        e2 += 1
+                    request[0], request[1] = e, e2 - e
+                    ws[0], ws[1], ws[2] = t, r, e
+                    return NEED_PAGES
+                _add_bounds(pages[s], c, delta, counts, l, scratch, score)
+                e += 1
+            r += 1
+            e = -1
+        t += 1
+        r = 0
+    ws[0], ws[1], ws[2] = t, r, e
+    return ROUND_DONE
+
+
+@numba.njit(cache=True, nogil=True)
+def bounds_absorb(block, probe, counts, l, d2, walk, request, scratch, score):
+    """Add the bounds of the pages of ``request`` (payloads in the rows of ``block``) for
+    the cell being walked; the walk goes on after them."""
+    ws = walk.state
+    t, r = ws[0], ws[1]
+    c = probe.order[t, r]
+    delta = d2[t, c] - walk.bound[t]
+    for i in range(request[1]):
+        _add_bounds(block[i], c, delta, counts, l, scratch, score)
+    ws[2] = request[0] + request[1]

@@ -232,3 +232,19 @@ def _plain_index(clustered, tmp_path):
     path = tmp_path / "plain"
     build_kmeans(clustered.x, path).close()
     return path
+
+
+def test_pool_bounds_past_the_page_cache_read_pages_again(clustered, tmp_path, monkeypatch):
+    """With a one-page cache the bounds walk reads the pages it needs again: the same
+    answers, more page reads."""
+    import lshdisk.kmeans as km
+    path = tmp_path / "pool"
+    build_kmeans(clustered.x, path, options=dict(OPTIONS, pool=8)).close()
+    q = clustered.q[:10]
+    with lshdisk.open(path) as index:
+        D1, I1, s1 = index.search(q, 10, return_stats=True, max_candidates=40, threads=1)
+    monkeypatch.setattr(km, "CACHE_BYTES", 1)
+    with lshdisk.open(path) as index:
+        D2, I2, s2 = index.search(q, 10, return_stats=True, max_candidates=40, threads=1)
+    np.testing.assert_array_equal(I1, I2)
+    assert np.all(s2.page_reads >= s1.page_reads) and s2.page_reads.sum() > s1.page_reads.sum()
