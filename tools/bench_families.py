@@ -73,12 +73,14 @@ def load_set(name, n_queries):
         gt, _ = lshdisk.read_groundtruth(os.path.join(root, "Mnist.gt2.0"), n_queries=q.shape[0])
     elif os.path.isdir(name):  # tools/make_sift_like.py's output, with its ground truth
         src = os.path.join(name, "base.u8bin")
-        q = lshdisk.read_queries(os.path.join(name, "query.u8bin"))[:n_queries]
+        q = lshdisk.read_queries(os.path.join(name, "query.u8bin"))
         gt_path = os.path.join(name, "gt.qalsh")
         if not os.path.exists(gt_path):
             raise SystemExit(f"no {gt_path}: run lshdisk groundtruth {src} "
                              f"{os.path.join(name, 'query.u8bin')} -k 100 --out {gt_path}")
-        gt, _ = lshdisk.read_groundtruth(gt_path, n_queries=q.shape[0])
+        # The file's every query (its k is its size over theirs), then the first n_queries.
+        gt = lshdisk.read_groundtruth(gt_path, n_queries=q.shape[0])[0][:n_queries]
+        q = q[:n_queries]
         kw = {}
     else:
         raise SystemExit(f"--set must be pydocs, mnist or a directory of make_sift_like.py, "

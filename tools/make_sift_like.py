@@ -9,15 +9,18 @@ then the rows), without ever holding more than one chunk of 65,536 rows.
 
 The shape of real SIFT descriptors (4 x 4 spatial bins x 8 orientations, non-negative,
 most coordinates small, a few large; Sift1M's nearest-neighbour distances lie mostly
-between 180 and 330) is imitated by a seeded mixture: 4,096 cluster centres drawn as
-non-negative heavy-tailed vectors (a squared Gaussian per coordinate, scaled to a norm
-near 500), and each point = its centre + a Gaussian in a 16-dimensional subspace of its
+between 180 and 330) is imitated by a seeded mixture: 4,096 cluster centres in 16 groups,
+each group a non-negative heavy-tailed vector (a squared Gaussian per coordinate, scaled to
+a norm near 500) and its centres scattered around it (std 6 per coordinate, so clusters
+overlap), and each point = its centre + a Gaussian in a 16-dimensional subspace of its
 own cluster (intrinsic structure; clusters differ in spread by a log-normal factor) + a
 small isotropic Gaussian, clipped to [0, 255] and
 rounded. Queries are drawn from the same mixture with a stream of their own (not copies of
 base points). With ``--check Q`` the nearest-neighbour distances of the first Q queries are
-computed by brute force over the base and their percentiles printed (the defaults give a
-10th-90th percentile range of about 180-330 at n = 1,000,000, as Sift1M).
+computed by brute force over the base and their percentiles printed. At n = 200,000 the
+defaults give nearest-neighbour distances of 197 / 237 / 307 (10th / 50th / 90th
+percentile) and faiss IVFFlat (nlist 4 sqrt(n)) recall@10 0.57 / 0.84 / 0.99 at nprobe
+8 / 16 / 32, about as hard as Sift1M, where IVF reads about 1 % of a scan for recall 0.89.
 
 Not SIFT: no image statistics beyond these; say so wherever its numbers are quoted.
 """
@@ -34,9 +37,13 @@ LATENT = 16
 CHUNK = 1 << 16
 
 
-def _centres(rng):
-    c = rng.standard_normal((CENTRES, D)) ** 2
-    c *= 500.0 / np.linalg.norm(c, axis=1, keepdims=True)
+def _centres(rng, groups, group_spread):
+    """CENTRES centres in ``groups`` groups: a group's centres scatter around its own
+    heavy-tailed non-negative vector (norm near 500) with std ``group_spread``."""
+    g = rng.standard_normal((groups, D)) ** 2
+    g *= 500.0 / np.linalg.norm(g, axis=1, keepdims=True)
+    c = g[rng.integers(0, groups, size=CENTRES)]
+    c = np.abs(c + rng.standard_normal((CENTRES, D)) * group_spread)
     return c
 
 
@@ -78,11 +85,14 @@ def main(argv=None):
     ap.add_argument("--spread", type=float, default=60.0,
                     help="std of the within-cluster latent coordinates")
     ap.add_argument("--noise", type=float, default=14.0, help="std of the isotropic noise")
+    ap.add_argument("--groups", type=int, default=16, help="groups of cluster centres")
+    ap.add_argument("--group-spread", type=float, default=6.0,
+                    help="std of the centres around their group's vector")
     ap.add_argument("--check", type=int, default=0)
     args = ap.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
     model = np.random.default_rng([args.seed, 0])
-    centres, bases = _centres(model), _bases(model)
+    centres, bases = _centres(model, args.groups, args.group_spread), _bases(model)
     scales = np.exp(0.35 * model.standard_normal(CENTRES))  # clusters of unequal spread
     base_rng = np.random.default_rng([args.seed, 1])
     query_rng = np.random.default_rng([args.seed, 2])

@@ -280,10 +280,10 @@ def test_cli_demo_small(tmp_path):
         assert scan[:4] == ["linear", "scan", "(base.npy)", "any"]
         assert float(scan[5]) == pytest.approx(3000 * 16 * 4 / 1e6, abs=1e-3)  # MB read
         assert any(ln.startswith(f"{device}: qalsh ") for ln in report[top:])  # the verdict
-    # The six figures, written under the demo directory, each path printed.
+    # The seven figures, written under the demo directory, each path printed.
     figures = work / "figures"
     names = ["fig1_seeks.png", "fig2_mb_read.png", "fig3_algorithm_ms.png", "fig4_qpt_hdd.png",
-             "fig5_qpt_ssd.png", "fig6_overall_ratio.png"]
+             "fig5_qpt_ssd.png", "fig6_overall_ratio.png", "fig7_recall_mb.png"]
     assert sorted(p.name for p in figures.iterdir()) == sorted(names)
     for name in names:
         assert f"wrote {figures / name}" in lines

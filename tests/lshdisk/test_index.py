@@ -494,8 +494,13 @@ def test_index_search_stats_api(tiny_index, tiny_data):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_index_io_total_accumulates_the_per_query_stats(tiny_index_dir, tiny_data, threads):
     with lshdisk.open(tiny_index_dir) as index:
-        index.search(tiny_data.q, 4, threads=threads)  # the readers exist: their header pages
-        start = index.io_total()                       # are read and counted by now
+        # Make the readers now (a fast thread may reuse the other's reader in a warm-up
+        # search), so that their header pages are read and counted before the start.
+        readers = [index._acquire() for _ in range(threads)]
+        for reader in readers:
+            index._release(reader)
+        index.search(tiny_data.q, 4, threads=threads)
+        start = index.io_total()
         _, _, stats = index.search(tiny_data.q, 4, return_stats=True, threads=threads)
         total = index.io_total().delta(start)
         if threads == 1:

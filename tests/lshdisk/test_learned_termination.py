@@ -274,7 +274,7 @@ def test_report_compares_learned_and_fixed_termination(tuned, clustered, tmp_pat
     assert len([r for r in rep.rows if "recall target" not in r["label"]]) == 2
     pytest.importorskip("matplotlib")
     written = plot_report(rep, tmp_path / "figs")
-    assert len(written) == 6 and all(os.path.getsize(p) > 0 for p in written)
+    assert len(written) == 7 and all(os.path.getsize(p) > 0 for p in written)
     result = CliRunner().invoke(main, ["report", str(path), "--queries", "x.npy", "--gt", "x",
                                        "--recall-target", "1.5"])
     assert result.exit_code == 2 and "every recall target must lie in (0, 1]" in result.output
