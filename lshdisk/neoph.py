@@ -64,7 +64,7 @@ LIST_RANDOM = 24
 #: Anchors per training step.
 BATCH = 16
 #: Adam's learning rate.
-LEARNING_RATE = 1e-3
+LEARNING_RATE = 1e-4
 #: tau over the median code difference at the start.
 TAU_SHARE = 0.1
 

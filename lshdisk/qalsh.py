@@ -221,6 +221,7 @@ class QALSHSearcher:
 
     def __init__(self, open_file, meta, arrays, params, n):
         self.trees = ProjectionTrees.open(open_file, meta, arrays)
+        self._training = meta.training
         trees_file = self.trees.file
         self.params = params
         self.n = n
@@ -251,8 +252,12 @@ class QALSHSearcher:
         self.c_radius = params.c
 
     def describe(self):
-        """The index structure, for ``lshdisk info``."""
-        return self.trees.describe(self.n)
+        """The index structure, for ``lshdisk info`` (a learned map's kind and training
+        figures too)."""
+        out = self.trees.describe(self.n)
+        if self._training is not None:
+            out.update(map=self.trees.map.kind, training=self._training)
+        return out
 
     def _radius_for(self, head):
         """The radius u c^j, smallest j, whose bucket (width w R) reaches a projected

@@ -96,7 +96,7 @@ def test_untrained_network_gives_the_pca_keys(clustered):
 @needs_torch
 def test_trained_network_lowers_its_loss_and_matches_numpy(clustered):
     from lshdisk.neoph import train_neoph
-    net, info = train_neoph(clustered.x, 8, 16, 60, seed=1)
+    net, info = train_neoph(clustered.x, 8, 16, 200, seed=1)
     assert info["loss_end"] < info["loss_start"]
     assert np.abs(net.w2).max() > 0  # the hidden layer was trained
     out = np.empty((100, 8), dtype=np.float32)
