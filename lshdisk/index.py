@@ -270,7 +270,8 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
             if arranger is not None:
                 arranger.fit(sample.rows)
             del sample
-            params = builder.params  # as calibrated by the training (learned w, l, ...)
+            if learned:
+                params = builder.params  # as calibrated by the training (learned w, l, ...)
             _report(progress, "train", 1, 1)
             train_seconds = round(time.perf_counter() - t_train, 3)
             per_row = builder.chunk_bytes_per_row(src.dtype.itemsize)

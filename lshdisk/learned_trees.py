@@ -296,11 +296,12 @@ class LearnedTreesBuilder:
         """Catalog arrays: the map's (:mod:`lshdisk.maps`)."""
         return {} if self.hash_map is None else self.hash_map.arrays()
 
-    def add_chunk(self, start, rows):
-        """Key ``rows`` ((c, d)) by the learned map and queue them for the trees."""
+    def add_chunk(self, start, rows, source_ids=None):
+        """Key ``rows`` ((c, d)) of slots ``start ..`` by the learned map and queue them for
+        the trees (``source_ids``: their source rows, under a partition layout; QALSH's)."""
         if self._inner is None:
             raise RuntimeError(f"{type(self).__name__}.add_chunk before fit")
-        self._inner.add_chunk(start, rows)
+        self._inner.add_chunk(start, rows, source_ids)
 
     def finish(self, progress=None):
         """QALSH's trees; the metadata names the map's arrays and holds the training

@@ -192,3 +192,16 @@ def test_pca_cli_build_with_params(clustered, tmp_path):
                                   "--param", "m=8", "--memory", "16MiB", "-q"])
     assert r.exit_code == 0, r.output
     assert "training" in r.output
+
+
+def test_pca_partition_layout_keeps_the_answers(pca_index, clustered, tmp_path):
+    """The training sample and the calibration read source rows, so a partition layout
+    learns the same map and w, l, and finds the same neighbours (ids: source rows)."""
+    path = tmp_path / "partition"
+    build_pca(clustered.x, path, layout="partition").close()
+    with lshdisk.open(pca_index) as a, lshdisk.open(path) as b:
+        assert b.layout == "partition" and a.metadata.params == b.metadata.params
+        Da, Ia = a.search(clustered.q, 10, threads=1)
+        Db, Ib = b.search(clustered.q, 10, threads=1)
+    np.testing.assert_allclose(Da, Db, rtol=1e-6)
+    assert np.mean(Ia == Ib) > 0.99  # equal up to ties at the candidate cap
