@@ -12,6 +12,7 @@ __all__ = [
     "CorruptIndexError",
     "UnsupportedIndexVersionError",
     "GroundTruthMismatchError",
+    "MissingExtraError",
 ]
 
 
@@ -44,3 +45,8 @@ class UnsupportedIndexVersionError(LshdiskError, ValueError):
 class GroundTruthMismatchError(DatasetError):
     """A ground truth cannot belong to the given queries and indexed data (query count, ids
     or distances disagree)."""
+
+
+class MissingExtraError(LshdiskError, ImportError):
+    """A method needs an optional dependency that is not installed (the message names the
+    extra to install, e.g. ``pip install lshdisk[learn]``)."""

@@ -72,11 +72,13 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
         an array / ``np.memmap`` of shape (n, d). Read once, in chunks.
     index_dir : str or os.PathLike
         Directory to create.
-    algorithm : {"qalsh", "ilsh", "c2lsh", "kmeans"}
+    algorithm : {"qalsh", "ilsh", "c2lsh", "kmeans", "pca", "neoph"}
         QALSH (Huang et al., PVLDB 2015), I-LSH (Liu et al., ICDE 2019; same index layout
         and parameters as QALSH, incremental search), C2LSH (Gan et al., SIGMOD 2012;
-        sorted bucket runs, integer c >= 2) or learned partitions (:mod:`lshdisk.kmeans`:
-        trained on a seeded sample in a pass of its own; c is not used).
+        sorted bucket runs, integer c >= 2), learned partitions (:mod:`lshdisk.kmeans`:
+        trained on a seeded sample in a pass of its own; c is not used) or learned maps in
+        QALSH's trees (:mod:`lshdisk.learned_trees`, :mod:`lshdisk.neoph`: trained likewise,
+        w and l calibrated on the sample; neoph needs ``lshdisk[learn]``).
     c : float
         Approximation ratio, > 1.
     page_size : int
@@ -104,7 +106,9 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
     options : dict, optional
         Further parameters of the method, by name: for ``"kmeans"`` ``m`` (tables),
         ``centroids`` (K), ``l``, ``probes``, ``train_rows``, ``iterations``
-        (:func:`lshdisk.params.kmeans_params`). An unknown name is a ValueError.
+        (:func:`lshdisk.params.kmeans_params`); for ``"pca"`` ``m``, ``l``, ``share``,
+        ``train_rows`` (:func:`lshdisk.params.pca_params`), for ``"neoph"`` those and
+        ``hidden``, ``steps``. An unknown name is a ValueError.
     layout : {"source", "partition"}
         Order of the vectors in ``vectors.pages``: the source's (default), or cell by cell of
         a partition learned from a seeded sample, so that a query's candidates share pages
@@ -266,6 +270,8 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
             if arranger is not None:
                 arranger.fit(sample.rows)
             del sample
+            if learned:
+                params = builder.params  # as calibrated by the training (learned w, l, ...)
             _report(progress, "train", 1, 1)
             train_seconds = round(time.perf_counter() - t_train, 3)
             per_row = builder.chunk_bytes_per_row(src.dtype.itemsize)

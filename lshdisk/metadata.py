@@ -181,13 +181,18 @@ class UnitMeta:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TreesMeta:
     """QALSH's and I-LSH's part: the trees file, the projection array's catalog name and
-    shape (m, d), the data unit, and one :class:`storage.TreeInfo` per projection."""
+    shape (m, d), the data unit, and one :class:`storage.TreeInfo` per projection. The
+    learned families on these trees (``pca``, ``neoph``) add ``map``, the ``hash.map`` entry
+    naming their map's arrays (:func:`lshdisk.maps.map_from_meta`; None: QALSH's plain
+    projections ``a``), and their ``training`` figures."""
 
     trees_file: str
     a: str
     shape: tuple
     unit: UnitMeta
     trees: tuple
+    map: dict | None = None
+    training: dict | None = None
 
     @classmethod
     def from_dict(cls, doc):
@@ -204,7 +209,9 @@ class TreesMeta:
                                     f"projections: the catalog is damaged; rebuild the index")
         return cls(trees_file=_get(files, "trees", str, "files"),
                    a=_get(hash_, "a", str, "hash"), shape=shape,
-                   unit=UnitMeta.from_dict(doc.get("unit"), default_u=1.0), trees=infos)
+                   unit=UnitMeta.from_dict(doc.get("unit"), default_u=1.0), trees=infos,
+                   map=_get(hash_, "map", (dict, type(None)), "hash", None),
+                   training=_get(doc, "training", (dict, type(None)), "index", None))
 
 
 #: Columns of C2LSH's per-table lists in its metadata.

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 __all__ = ["QALSHParams", "qalsh_params", "qalsh_default_w", "gaussian_bucket_prob",
            "DEFAULT_CANDIDATES", "PRESETS", "C2LSHParams", "c2lsh_params",
-           "c2lsh_collision_prob", "KMeansParams", "kmeans_params", "KMEANS_DEFAULTS"]
+           "c2lsh_collision_prob", "KMeansParams", "kmeans_params", "KMEANS_DEFAULTS",
+           "LearnedTreesParams", "pca_params", "neoph_params", "PCA_DEFAULTS",
+           "NEOPH_DEFAULTS"]
 
 #: beta * n: the candidate budget of the reference codes (beta = 100 / n).
 DEFAULT_CANDIDATES = 100
@@ -382,3 +384,137 @@ def kmeans_params(n, *, c=None, beta=None, delta=None, w=None, **options):
     if beta is None:
         beta = _default_beta(n)
     return KMeansParams(n=n, beta=float(beta), **values)
+
+
+# -------------------------------------------------------------- learned maps in QALSH's trees
+# The pca and neoph families (lshdisk.learned_trees, lshdisk.neoph): QALSH's trees and search
+# keyed by m learned real-valued functions; w and l are calibrated on the training sample in
+# the build (the parameters below hold None for them until then, unless given).
+
+#: Options of the pca family (None: derived; see :func:`pca_params`).
+PCA_DEFAULTS = {"m": None, "l": None, "share": None, "train_rows": 200_000}
+#: Options of the neoph family: those of pca, the hidden width and the training steps.
+NEOPH_DEFAULTS = dict(PCA_DEFAULTS, hidden=128, steps=300)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LearnedTreesParams:
+    """Parameters of a learned map searched as QALSH's projections (``pca``, ``neoph``).
+
+    Attributes
+    ----------
+    n : int
+    c : float
+        Ratio of the radius grid u c^j (> 1) and T1's factor.
+    delta : float
+        Error budget of the threshold rule, in (0, 1/2) (see :mod:`lshdisk.learned_trees`).
+    beta : float
+        Candidate budget share (T2: k + beta n), in (0, 1).
+    m : int
+        Functions (trees), 1 .. d.
+    w : float or None
+        Bucket width in units of R; None until calibrated (or given).
+    l : int or None
+        Collision threshold; None until calibrated (or given).
+    share : float
+        Target share of (true 10-NN, function) pairs that collide at R = their distance: the
+        calibration's p1, in (0, 1).
+    train_rows : int
+        Largest training sample.
+    hidden : int
+        Hidden units of the network (neoph; 0 for pca).
+    steps : int
+        Training steps of the network (neoph; 0 for pca).
+    p1, p2 : float or None
+        Measured collision shares of true neighbours and of random points (calibration).
+    """
+
+    n: int
+    c: float
+    delta: float
+    beta: float
+    m: int
+    w: float | None
+    l: int | None
+    share: float
+    train_rows: int
+    hidden: int
+    steps: int
+    p1: float | None = None
+    p2: float | None = None
+
+    def __post_init__(self):
+        _check_common(self.n, self.c, self.delta, self.beta)
+        for name, lo in (("m", 1), ("train_rows", 2), ("hidden", 0), ("steps", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+        if self.w is not None:
+            _check_w(self.w)
+        if self.l is not None and (isinstance(self.l, bool) or not isinstance(self.l, int)
+                                   or not 1 <= self.l <= self.m):
+            raise ValueError(f"l must be an int in 1..m={self.m}, got {self.l!r}")
+        if not (isinstance(self.share, (int, float)) and 0.0 < self.share < 1.0):
+            raise ValueError(f"share (target collision share of true neighbours) must be in "
+                             f"(0, 1), got {self.share!r}")
+
+    def to_dict(self):
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def _learned_trees_params(family, defaults, n, c, delta, beta, w, options, **fixed):
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown {family} parameter {unknown[0]!r}: the parameters are "
+                         f"{', '.join(defaults)}")
+    values = dict(defaults, **options, **fixed)
+    if beta is None:
+        beta = _default_beta(n)
+    _check_common(n, c, delta, beta)
+    if values["m"] is None:
+        values["m"] = qalsh_params(n, c=c, delta=delta, beta=beta).m
+    if values["share"] is None:
+        values["share"] = gaussian_bucket_prob(qalsh_default_w(c) / 2.0)
+    return LearnedTreesParams(n=n, c=float(c), delta=float(delta), beta=float(beta),
+                              w=None if w is None else float(w), **values)
+
+
+def pca_params(n, *, c=2.0, delta=1.0 / math.e, beta=None, w=None, **options):
+    """Parameters of the pca family (:mod:`lshdisk.learned_trees`) for n points.
+
+    Parameters
+    ----------
+    n : int
+    c : float
+        Radius ratio, > 1 (default 2, as QALSH).
+    delta : float
+        Default 1/e, as QALSH; used by the threshold rule.
+    beta : float, optional
+        Default 100 / n.
+    w : float, optional
+        Bucket width; default: calibrated on the training sample.
+    **options
+        ``m`` (default QALSH's m for c; lowered to d at build if larger), ``l`` (default
+        calibrated), ``share`` (default QALSH's p1 at c: erf(w_c / (2 sqrt 2)), 0.827 at
+        c = 2), ``train_rows`` (200,000).
+
+    Raises
+    ------
+    ValueError
+        For an unknown option or a value out of range.
+    """
+    return _learned_trees_params("pca", PCA_DEFAULTS, n, c, delta, beta, w, options,
+                                 hidden=0, steps=0)
+
+
+def neoph_params(n, *, c=2.0, delta=1.0 / math.e, beta=None, w=None, **options):
+    """Parameters of the neoph family (:mod:`lshdisk.neoph`): those of :func:`pca_params`
+    and ``hidden`` (units of the hidden layer, default 128) and ``steps`` (training steps,
+    default 300).
+
+    Raises
+    ------
+    ValueError
+        For an unknown option or a value out of range.
+    """
+    return _learned_trees_params("neoph", NEOPH_DEFAULTS, n, c, delta, beta, w, options)

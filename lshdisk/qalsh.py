@@ -57,11 +57,11 @@ import numpy as np
 from storage import BulkLoader, PageFile, id_bits_for, new_run_log
 from storage.extsort import ExternalSorter, float32_to_ordered_u32, ordered_u32_to_float32
 from ._kernels.counting import FLOOR, N_TOUCHED, new_counting, safe_tables
-from ._kernels.projection import project_rows
 from ._kernels.qalsh_rounds import (CAP_REACHED, DIR_NODE, DONE, LOG_FULL, NEED_DIR,
                                     READ_ERROR, Cursors, ReadAhead, load_dir,
                                     median_head_distance, place_cursors, plan_runs, reset_query,
                                     scan_round, scan_sides)
+from .maps import LinearMap
 from .scale import UnitSample, draw_sample_ids
 from .trees import TREES_FILE, TREES_KIND, ProjectionTrees
 
@@ -95,15 +95,25 @@ class QALSHBuilder:
     counter : storage.IOCounter, optional
     unit : float, optional
         A fixed radius unit u; None (default) measures it (:mod:`lshdisk.scale`).
+    hash_map : lshdisk.maps.LinearMap or MLPMap, optional
+        A learned map of m keys (:mod:`lshdisk.learned_trees`) keying the trees instead of
+        Gaussian projections; the unit sample's ids then come from
+        ``np.random.default_rng([seed, 4])``.
     """
 
     def __init__(self, work_dir, *, n, d, params, seed, page_size, memory_limit_bytes,
-                 counter=None, unit=None):
+                 counter=None, unit=None, hash_map=None):
         self.work_dir = work_dir
         self._given_unit = unit
         self.n, self.d, self.params = n, d, params
-        rng = np.random.default_rng(seed)
-        self.a = rng.standard_normal((params.m, d), dtype=np.float32)  # = draw_projections
+        if hash_map is None:
+            rng = np.random.default_rng(seed)
+            self.a = rng.standard_normal((params.m, d), dtype=np.float32)  # = draw_projections
+            hash_map = LinearMap(self.a)
+        else:
+            rng = np.random.default_rng([int(seed), 4])
+            self.a = hash_map.a
+        self._map = hash_map
         self._sample = UnitSample(draw_sample_ids(rng, n), d)
         self.m = params.m
         self.page_size = page_size
@@ -127,7 +137,7 @@ class QALSHBuilder:
         c = rows.shape[0]
         self._sample.add_chunk(start, rows, source_ids)
         proj = np.empty((c, self.m), dtype=np.float32)
-        project_rows(rows, self.a, proj)
+        self._map.project_rows(rows, proj)
         keys = float32_to_ordered_u32(np.ascontiguousarray(proj.T)).astype(np.uint64)
         del proj
         keys |= self._table_codes
@@ -211,6 +221,7 @@ class QALSHSearcher:
 
     def __init__(self, open_file, meta, arrays, params, n):
         self.trees = ProjectionTrees.open(open_file, meta, arrays)
+        self._training = meta.training
         trees_file = self.trees.file
         self.params = params
         self.n = n
@@ -241,8 +252,12 @@ class QALSHSearcher:
         self.c_radius = params.c
 
     def describe(self):
-        """The index structure, for ``lshdisk info``."""
-        return self.trees.describe(self.n)
+        """The index structure, for ``lshdisk info`` (a learned map's kind and training
+        figures too)."""
+        out = self.trees.describe(self.n)
+        if self._training is not None:
+            out.update(map=self.trees.map.kind, training=self._training)
+        return out
 
     def _radius_for(self, head):
         """The radius u c^j, smallest j, whose bucket (width w R) reaches a projected

@@ -13,9 +13,11 @@ from typing import Callable, Protocol
 from .c2lsh import C2LSHBuilder, C2LSHSearcher
 from .ilsh import ILSHBuilder, ILSHSearcher
 from .kmeans import KMeansBuilder, KMeansSearcher
+from .learned_trees import PCABuilder
 from .metadata import PartitionsMeta, TablesMeta, TreesMeta
-from .params import (PRESETS, C2LSHParams, KMeansParams, QALSHParams, c2lsh_params,
-                     kmeans_params, qalsh_params)
+from .neoph import NeOPHBuilder
+from .params import (PRESETS, C2LSHParams, KMeansParams, LearnedTreesParams, QALSHParams,
+                     c2lsh_params, kmeans_params, neoph_params, pca_params, qalsh_params)
 from .qalsh import QALSHBuilder, QALSHSearcher
 
 __all__ = ["Method", "Builder", "register", "method", "names", "preset_names"]
@@ -143,3 +145,11 @@ register(Method(name="kmeans", title="learned partitions: k-means cells of PCA s
                                      "multi-probe collision counting (no guarantee)",
                 params_fn=kmeans_params, params_cls=KMeansParams, builder=KMeansBuilder,
                 searcher=KMeansSearcher, meta_cls=PartitionsMeta))
+register(Method(name="pca", title="learned projections: rotated principal directions of a "
+                                  "sample in QALSH's trees, w and l calibrated (no guarantee)",
+                params_fn=pca_params, params_cls=LearnedTreesParams, builder=PCABuilder,
+                searcher=QALSHSearcher, meta_cls=TreesMeta))
+register(Method(name="neoph", title="NeOPH (Li et al., ICDE 2020): an order-preserving network's "
+                                    "codes in QALSH's trees (needs lshdisk[learn])",
+                params_fn=neoph_params, params_cls=LearnedTreesParams, builder=NeOPHBuilder,
+                searcher=QALSHSearcher, meta_cls=TreesMeta))

@@ -12,9 +12,8 @@ import numpy as np
 from storage import BPlusTree, new_run_log
 
 from .errors import CorruptIndexError
-from .metadata import catalog_array
-from ._kernels.projection import project_one
-from ._kernels.qalsh_rounds import Cursors, descend, descend_raw, hold_dirs
+from .maps import LinearMap, map_from_meta
+from ._kernels.qalsh_rounds import Cursors, descend, descend_raw, descend_raw_projected, hold_dirs
 
 __all__ = ["ProjectionTrees", "TREES_FILE", "TREES_KIND"]
 
@@ -32,7 +31,9 @@ class ProjectionTrees:
     tree_infos : sequence of storage.TreeInfo
         One per projection, in table order.
     a : ndarray of float32, shape (m, d)
-        The projection vectors.
+        The projection vectors (of a learned map: its linear part, :mod:`lshdisk.maps`).
+    hash_map : LinearMap or MLPMap, optional
+        What keys the trees (:mod:`lshdisk.maps`); None: the plain projections ``a``.
 
     Raises
     ------
@@ -44,10 +45,11 @@ class ProjectionTrees:
     Memory: m pages for the descent's node buffer and 32 bytes per tree.
     """
 
-    def __init__(self, trees_file, tree_infos, a):
+    def __init__(self, trees_file, tree_infos, a, hash_map=None):
         self.file = trees_file
         self.trees = [BPlusTree(trees_file, info) for info in tree_infos]
         self.a = np.ascontiguousarray(a, dtype=np.float32)
+        self.map = LinearMap(self.a) if hash_map is None else hash_map
         self.m = self.a.shape[0]
         if len(self.trees) != self.m:
             raise CorruptIndexError(f"the index has {len(self.trees)} trees for {self.m} "
@@ -78,8 +80,8 @@ class ProjectionTrees:
     def open(cls, open_file, meta, arrays):
         """The trees of an index: ``open_file(name, kind)`` opens its trees file, ``meta`` is
         its :class:`lshdisk.metadata.TreesMeta`, ``arrays`` its catalog arrays."""
-        return cls(open_file(meta.trees_file, TREES_KIND), meta.trees,
-                   catalog_array(arrays, meta.a))
+        hash_map = map_from_meta(meta.map, meta.a, arrays)
+        return cls(open_file(meta.trees_file, TREES_KIND), meta.trees, hash_map.a, hash_map)
 
     def describe(self, n):
         """The index structure, for ``lshdisk info``."""
@@ -89,8 +91,8 @@ class ProjectionTrees:
                 "leaves_per_tree": leaves, "entries_per_leaf": -(-n // max(1, leaves))}
 
     def descend(self, q, leaf_pages, dirs=None, raw=None):
-        """Project q into :attr:`qproj` and read the root-to-leaf path of every tree towards
-        a_t . q, one level of all m trees per read call (``height`` counted page reads per
+        """Map q into :attr:`qproj` (its m keys) and read the root-to-leaf path of every tree
+        towards its key, one level of all m trees per read call (``height`` counted page reads per
         tree).
 
         Parameters
@@ -113,17 +115,23 @@ class ProjectionTrees:
         """
         if raw is not None:
             nodes, log = self._nodes, self._log
-            ok = descend_raw(raw, self.a, q, self.qproj, self.roots, self.height, self.tinfo,
-                             self._node_buf, leaf_pages,
-                             self._no_dirs if dirs is None else dirs, dirs is not None, log,
-                             nodes)
+            held = self._no_dirs if dirs is None else dirs
+            if self.map.plain:
+                ok = descend_raw(raw, self.a, q, self.qproj, self.roots, self.height,
+                                 self.tinfo, self._node_buf, leaf_pages, held,
+                                 dirs is not None, log, nodes)
+            else:
+                self.map.project_one(q, self.qproj)
+                ok = descend_raw_projected(raw, self.qproj, self.roots, self.height,
+                                           self.tinfo, self._node_buf, leaf_pages, held,
+                                           dirs is not None, log, nodes)
             self.file.count_log(log)
             if not ok:  # read the failing level again through the page file, to raise
                 self.file.read_runs_into(nodes, self._ones, self._node_buf)
                 raise OSError(f"{self.file.path}: a tree node failed to read, then read "
                               f"correctly")
             return nodes.copy()
-        project_one(q, self.a, self.qproj)
+        self.map.project_one(q, self.qproj)
         read_runs = self.file.read_runs_into
         nodes = self.roots
         for level in range(self.height - 1, 0, -1):

@@ -89,7 +89,7 @@ field                      type             meaning
 ``format``                 str              ``"lshdisk-index"``
 ``format_version``         [int, int]       [major, minor], 1.1 here
 ``lshdisk_version``        str              the version that built the index
-``algorithm``              str              a registered method: c2lsh, qalsh, ilsh
+``algorithm``              str              a registered method (lshdisk.registry)
 ``preset``                 str or null      the parameter preset given to the build
 ``params``                 object           the method's parameters (c, w, delta, beta, m, l,
                                             p1, p2, ...), as its parameter dataclass
@@ -105,11 +105,16 @@ field                      type             meaning
 ``file_facts``             object           file name -> ``kind``, ``page_size``,
                                             ``page_count``, ``digest``
 ``hash``                   object           ``a`` (and C2LSH's ``b``): catalog array names;
-                                            ``shape`` [m, d]; how they were drawn
+                                            ``shape`` [m, d]; how they were drawn; pca and
+                                            neoph: ``map``, the learned map's ``kind``
+                                            (``linear``, ``mlp``) and its arrays' names
+                                            (``lshdisk.maps``)
+``training``               object           learned methods: the training and calibration
+                                            figures (sample rows, seconds, w, l, p1, p2, ...)
 ``unit``                   object           the data unit: ``u`` (> 0), ``given`` (bool), the
                                             estimate's figures (``lshdisk.scale``); absent in
                                             indexes built before it: u = 1 for QALSH and I-LSH
-``trees``                  list             QALSH and I-LSH: one object per projection, the
+``trees``                  list             QALSH, I-LSH, pca, neoph: one object per key, the
                                             fields of ``storage.TreeInfo``
 ``tables``, ``directory``  object           C2LSH: per-table columns (``first_page``,
                                             ``n_pages``, ``n_entries``, ``key_min``,

@@ -4,6 +4,7 @@ disk, in one run: recall@10 against MB read per query.
 
 Usage: python tools/bench_families.py [--set pydocs|mnist] [--queries 200] [--k 10]
        [--work data/bench/families] [--skip-qalsh] [--kmeans m,l,K,pool ...]
+       [--pca NAME=VALUE,... ...] [--neoph NAME=VALUE,... ...] [--learned-caps 100,300]
 
 Sets: ``pydocs`` (../shared/data/pydocs: 46,506 x 384 float32 text embeddings, the first
 ``--queries`` of its 1,000 queries, exact distances from gt_dist.fvecs), ``mnist``
@@ -15,6 +16,12 @@ Rows, each measured on the same queries with no buffer pool and one thread:
 - QALSH at c = 2, 1.5, 1.3 (T1/T2 of the paper) and C2LSH at c = 2;
 - kmeans (lshdisk.kmeans) for each ``--kmeans m,l,K,pool`` setting, ``max_candidates``
   swept (the verified candidates);
+- pca and neoph (lshdisk.learned_trees, lshdisk.neoph: learned maps in QALSH's trees) for
+  each ``--pca`` / ``--neoph`` setting, ``c=..`` and the family's parameters (``m``, ``l``,
+  ``share``, ``hidden``, ``steps``), e.g. ``c=1.5,share=0.9``; searched with the paper's
+  T1/T2, and with each ``--learned-caps`` value as ``max_candidates`` under
+  ``--learned-termination`` (default ``budget``: T2 alone, no T1, since the learned maps
+  have no guarantee for T1 to stand on);
 - each lshdisk row in each ``--layouts`` vector layout (source order, and "-partition":
   stored by a learned partition, lshdisk.layout);
 - faiss IVFFlat, nlist = 4 sqrt(n), trained on the same kind of sample (up to 200,000
@@ -105,12 +112,15 @@ def row(name, D, gt, k, *, pages, seeks, bytes_read, cands, cpu_ms, build_s):
             "cpu_ms": float(np.mean(cpu_ms)), "hdd_ms": hdd, "ssd_ms": ssd, "build_s": build_s}
 
 
-def lshdisk_rows(index, name, q, gt, k, build_s, caps):
+def lshdisk_rows(index, name, q, gt, k, build_s, caps, capped_termination="paper"):
     index.search(q[:5], k, threads=1)  # compile before timing
     out = []
     for cap in caps:
-        D, _, st = index.search(q, k, return_stats=True, max_candidates=cap, threads=1)
-        label = name if cap is None else f"{name} cap {cap}"
+        term = "paper" if cap is None else capped_termination
+        D, _, st = index.search(q, k, return_stats=True, max_candidates=cap, threads=1,
+                                termination=term)
+        label = name if cap is None else f"{name} cap {cap}" + (
+            f" {term}" if term != "paper" else "")
         out.append(row(label, D, gt, k, pages=st.page_reads, seeks=st.seeks,
                        bytes_read=st.bytes_read, cands=st.candidates,
                        cpu_ms=st.cpu_seconds * 1e3, build_s=build_s))
@@ -162,6 +172,17 @@ def ivf_rows(x, q, gt, k, nprobes):
     return out
 
 
+def _settings(spec):
+    """``"c=1.5,m=32,share=0.9"`` -> {"c": 1.5, "m": 32, "share": 0.9} (ints where integral)."""
+    out = {}
+    for item in filter(None, spec.split(",")):
+        name, _, value = item.partition("=")
+        if not value:
+            raise SystemExit(f"a setting is NAME=VALUE, got {item!r}")
+        out[name] = int(value) if value.lstrip("-").isdigit() else float(value)
+    return out
+
+
 def print_rows(rows):
     head = (f"{'method':<38}{'recall':>7}{'ratio':>7}{'MB':>8}{'pages':>8}{'seeks':>7}"
             f"{'cands':>8}{'cpu ms':>8}{'HDD ms':>9}{'SSD ms':>8}{'build s':>8}")
@@ -185,6 +206,15 @@ def main(argv=None):
     ap.add_argument("--caps", default="100,200,300,500,800,1500")
     ap.add_argument("--layouts", default="source,partition",
                     help="vector layouts to build (lshdisk.layout)")
+    ap.add_argument("--pca", nargs="*", default=["c=2", "c=1.5", "c=1.3"],
+                    help="settings NAME=VALUE,... (c and pca parameters)")
+    ap.add_argument("--neoph", nargs="*", default=[],
+                    help="settings NAME=VALUE,... (c and neoph parameters; needs torch)")
+    ap.add_argument("--learned-caps", default="",
+                    help="max_candidates values for the pca / neoph rows, besides T1/T2")
+    ap.add_argument("--learned-termination", default="budget", choices=["paper", "budget"],
+                    help="termination of the capped pca / neoph rows (budget: T2 alone, the "
+                         "search widens until max_candidates are verified)")
     ap.add_argument("--nprobe", default="8,16,32,64,128")
     args = ap.parse_args(argv)
     work = os.path.abspath(os.path.join(args.work, os.path.basename(os.path.normpath(args.set))))
@@ -218,6 +248,23 @@ def main(argv=None):
             with index:
                 new = lshdisk_rows(index, f"kmeans m{m} l{l} K{cells} pool{pool}{tag}", q, gt,
                                    k, bs, caps)
+            print_rows(new)
+            rows += new
+    learned_caps = [None] + [int(v) for v in args.learned_caps.split(",") if v]
+    for family, specs in (("pca", args.pca), ("neoph", args.neoph)):
+        for spec, layout in ((s, lay) for s in specs for lay in args.layouts.split(",")):
+            options = _settings(spec)
+            c = float(options.pop("c", 2.0))
+            tag = "" if layout == "source" else f"-{layout}"
+            name = f"{family}-" + "-".join(f"{k}{v}" for k, v in sorted(dict(options, c=c).items()))
+            index, bs = build_or_open(work, name + tag, src, kw, algorithm=family, c=c,
+                                      layout=layout, options=options)
+            with index:
+                p = index.params
+                label = f"{family} c {c} m {p.m} l {p.l} w {p.w:.3g}" + "".join(
+                    f" {k} {v}" for k, v in sorted(options.items()) if k not in ("m", "l")) + tag
+                new = lshdisk_rows(index, label, q, gt, k, bs, learned_caps,
+                                   args.learned_termination)
             print_rows(new)
             rows += new
     new = ivf_rows(x, q, gt, k, [int(v) for v in args.nprobe.split(",")])

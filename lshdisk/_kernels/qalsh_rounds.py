@@ -522,6 +522,15 @@ def descend_raw(raw, a, q, qproj, roots, height, tinfo, node_buf, leaf_pages, di
     pages of that level, nothing of it logged: the caller reads them again to raise).
     """
     project_one(q, a, qproj)
+    return descend_raw_projected(raw, qproj, roots, height, tinfo, node_buf, leaf_pages, dirs,
+                                 hold, log, nodes)
+
+
+@numba.njit(cache=True, nogil=True)
+def descend_raw_projected(raw, qproj, roots, height, tinfo, node_buf, leaf_pages, dirs, hold,
+                          log, nodes):
+    """:func:`descend_raw` for a query already projected into ``qproj`` (float64 (m,)): the
+    descent of a learned map's trees, whose codes are computed by the map's own kernel."""
     m = qproj.shape[0]
     ones = np.ones(m, dtype=np.int64)
     nodes[:] = roots
