@@ -555,8 +555,9 @@ def _figure_lines(figures):
 @_with_query_options
 @_threads_option
 @click.option("--json", "as_json", is_flag=True, help="Print the training figures as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def tune(index_dir, queries, gt_path, gt_format, sample, recalls, k, seed, cap_limit,
-         query_format, query_dtype, cache, threads, as_json):
+         query_format, query_dtype, cache, threads, as_json, quiet):
     """Train the learned termination of INDEX_DIR (search(..., recall_target=r)) and store it
     in the index's catalog, replacing any earlier model."""
     from .index import open as open_index
@@ -571,6 +572,7 @@ def tune(index_dir, queries, gt_path, gt_format, sample, recalls, k, seed, cap_l
                                  param_hint="--recall")
     if gt_path is not None and queries is None:
         raise click.BadParameter("--gt needs --queries", param_hint="--gt")
+    progress = _Progress(_progress_enabled(quiet))
     try:
         with open_index(index_dir, cache_bytes=cache, termination_model=False) as index:
             _check_k([k], index)
@@ -585,9 +587,11 @@ def tune(index_dir, queries, gt_path, gt_format, sample, recalls, k, seed, cap_l
                         raise ValueError(f"{gt_path} must hold distances and ids")
                     check_groundtruth(index, q, gt[0], gt[1], label=str(gt_path))
             model = run(index, targets, k=k, queries=q, gt=gt, sample=sample, seed=seed,
-                        threads=threads, cap_limit=cap_limit)
+                        threads=threads, cap_limit=cap_limit, progress=progress)
+        progress.close()
         write_model(index_dir, model)  # the index is closed: no catalog handle is open
     except (ImportError, LshdiskError, StorageError, ValueError, OSError) as exc:
+        progress.close()
         _fail(exc)
     if as_json:
         click.echo(json.dumps({"k": k, "targets": targets, "figures": model.figures}, indent=2))

@@ -175,7 +175,7 @@ def prefix_recalls(dists, kth, k):
 
 
 def collect(index, queries, gt_D, k, *, gt_I=None, exclude_self=None, cap_factor=100,
-            cap_limit=None, threads=None):
+            cap_limit=None, threads=None, progress=None):
     """Run each training query once without early termination and record what a learned
     search needs: the warm-up view's features and the recall of every candidate prefix.
 
@@ -199,6 +199,8 @@ def collect(index, queries, gt_D, k, *, gt_I=None, exclude_self=None, cap_factor
         run's cap.
     threads : int or None
         As for :meth:`lshdisk.Index.search`.
+    progress : callable, optional
+        ``progress(queries_done, n_queries)``, as for :meth:`lshdisk.Index.search`.
 
     Returns
     -------
@@ -231,7 +233,8 @@ def collect(index, queries, gt_D, k, *, gt_I=None, exclude_self=None, cap_factor
                          f"run's cap), got {cap_limit}")
     _, _, traces, found = index.search(queries, k, termination="budget",
                                        max_candidates=max(cap, k), trace=True,
-                                       return_candidates=True, threads=threads)
+                                       return_candidates=True, threads=threads,
+                                       progress=progress)
     u = float(index.metadata.method.unit.u)
     features = np.zeros((nq, len(FEATURES)), dtype=np.float64)
     floor = np.zeros(nq, dtype=np.int64)

@@ -278,3 +278,15 @@ def test_report_compares_learned_and_fixed_termination(tuned, clustered, tmp_pat
     result = CliRunner().invoke(main, ["report", str(path), "--queries", "x.npy", "--gt", "x",
                                        "--recall-target", "1.5"])
     assert result.exit_code == 2 and "every recall target must lie in (0, 1]" in result.output
+
+
+def test_tune_reports_progress_of_the_scan_then_the_searches(clustered_index_dir):
+    calls = []
+    with lshdisk.open(clustered_index_dir) as index:
+        tune(index, [TARGET], k=K, sample=40, seed=1, threads=1,
+             progress=lambda stage, done, total: calls.append((stage, done, total)))
+        n = index.n
+    stages = [c[0] for c in calls]
+    assert stages == sorted(stages)  # "groundtruth" first, then "search"
+    assert calls[stages.index("search") - 1][1:] == (n, n)
+    assert calls[-1] == ("search", 40, 40)
