@@ -311,9 +311,12 @@ def _with_policy_options(f):
                    "(per query k records of float32 distance, int32 id).")
 @_with_query_options
 @_with_search_options
+@click.option("--start-radius", is_flag=True,
+              help="Start each query's rounds at the radius the index's tuned start model "
+                   "predicts (QALSH, C2LSH; see 'lshdisk tune').")
 @click.option("--json", "as_json", is_flag=True, help="Print the cost summary as JSON.")
 def search(index_dir, queries, queries_opt, k, out, query_format, query_dtype, cache,
-           max_candidates, termination, recall_target, threads, as_json):
+           max_candidates, termination, recall_target, threads, start_radius, as_json):
     """Search INDEX_DIR for the k nearest neighbours of each query in QUERIES."""
     from .datasets import write_groundtruth
     from .index import open as open_index
@@ -328,7 +331,7 @@ def search(index_dir, queries, queries_opt, k, out, query_format, query_dtype, c
             q = _load_queries(queries, query_format, query_dtype, index.d)
             D, I, stats = index.search(q, k, return_stats=True, threads=threads,
                                        max_candidates=max_candidates, termination=termination,
-                                       recall_target=recall_target,
+                                       recall_target=recall_target, start_radius=start_radius,
                                        progress=lambda done, total: progress("search", done, total))
         fmt = "ivecs" if out.endswith(".ivecs") else "qalsh"
         write_groundtruth(out, D, I, format=fmt)
@@ -514,6 +517,13 @@ def info(index_dir, as_json):
                    + f" (scikit-learn {model['sklearn']})")
         for line in _figure_lines(model["figures"]):
             click.echo("           " + line)
+        start = model.get("start")
+        if start is not None:
+            click.echo(f"           start radius: {start['n_train']} train / {start['n_val']} "
+                       f"validation queries, shift {start['shift']:.2f}: "
+                       f"{start['val_mean_steps_skipped']:.2f} of "
+                       f"{start['val_mean_steps_skippable']:.2f} skippable rounds (radius steps) "
+                       f"skipped, {100 * start['val_overshoot']:.1f} % start too far")
 
 
 def _figure_lines(figures):

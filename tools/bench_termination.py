@@ -31,10 +31,13 @@ among its candidates) and the held-out queries differ, a baseline chosen at r ma
 above or below r there, so each baseline is also chosen on the held-out permissive run at
 the learned policy's achieved recall (``@same``: the fair comparison, though it lets the
 baseline see the held-out ground truth) and the learned policy is compared with the best of
-those. Start-radius policies (:mod:`lshdisk.learned_start`), when the index has a start
-model: ``start`` (T1/T2 from the learned first radius) and ``start+learned``.
+those. Start-radius policies (:mod:`lshdisk.learned_start`; QALSH and C2LSH): ``start``
+(T1/T2 from the learned first radius) and ``start+learned`` (with ``recall_target=r``),
+against the same with one fixed start u c^j for every query (``fixed start``, j the largest
+with at most 5 % of the training queries' last empty round below it).
 
-Printed per policy: mean recall@10, mean and p99 page reads, mean seeks, MB read, CPU ms
+Printed per policy: mean recall@10, mean and p99 page reads, mean seeks and rounds, MB read,
+median CPU ms
 (the query thread's), and QPT on the study's HDD and SSD profiles (``cost_model``: seeks x
 seek_ms + MB / read rate + CPU ms). Then, per target, the learned policy against the best
 baseline at the same recall (mean and p99 page ratios), its inference time per query as a
@@ -55,8 +58,9 @@ import numpy as np
 import lshdisk
 from cost_model import get_profile, query_cost
 from lshdisk.evaluate import recall_at_k
+from lshdisk.learned_start import LearnedStart, start_labels
 from lshdisk.learned_termination import LearnedBudget, prefix_recalls
-from lshdisk.termination import PageBudget, Patience, paper_cap
+from lshdisk.termination import PageBudget, PaperTermination, Patience, paper_cap
 from lshdisk.tune import training_sample, tune, write_model
 from mnist_data import RAW
 
@@ -163,7 +167,7 @@ class Permissive:
         _, _, traces, found = index.search(queries, k, termination="budget", max_candidates=cap,
                                            trace=True, return_candidates=True, threads=threads)
         self.k, self.cap = k, cap
-        self.traces = traces
+        self.traces, self.found, self.own = traces, found, own
         self.prefix = []
         for i, (ids, dists) in enumerate(found):
             dists = dists.astype(np.float64)
@@ -277,7 +281,8 @@ def bench_method(ds, algorithm, targets, args):
         cap = min(index.n, t2 if limit_arg is None else limit_arg)
         model = index.termination_model
         fresh = (model is not None and model.k == k and model.cap_limit == cap
-                 and set(targets) <= set(model.targets) and not args.retune)
+                 and set(targets) <= set(model.targets) and not args.retune
+                 and (model.start is not None or not index.start_feature_names))
     tune_s = None
     if not fresh:
         with lshdisk.open(path, termination_model=False) as index:
@@ -308,7 +313,8 @@ def bench_method(ds, algorithm, targets, args):
     done = {}
 
     def run(label, target, knob, index_path=p2, **search):
-        key = (index_path, repr(sorted(search.items(), key=lambda kv: kv[0])))
+        key = (index_path, knob if "start" in label else "",
+               repr(sorted(search.items(), key=lambda kv: kv[0])))
         if key not in done:
             with lshdisk.open(index_path) as index:
                 done[key] = measure(index, ds, k, threads, **search)
@@ -381,7 +387,7 @@ def bench_method(ds, algorithm, targets, args):
                                "best_at_same": best_same, "inference_us": inf_us,
                                "inference_share": inf_share})
     run("T1/T2 (paper)", None, "c=2, T2", termination="paper")
-    bench_start(ds, algorithm, targets, run, model, p2)
+    out["start"] = bench_start(targets, run, model, p2, train2)
     print_method(out)
     return out
 
@@ -391,20 +397,46 @@ def _n_points(path):
         return index.n
 
 
-def bench_start(ds, algorithm, targets, run, model, path):
-    """Rows of the learned start radius (alone on T1/T2, and with the learned cap), if the
-    index has a start model."""
+class _ConstantStart:
+    """A start "model" that gives one radius to every query (the fixed-start baseline)."""
+
+    def __init__(self, radius):
+        self.r = radius
+
+    def radius(self, x, u):
+        return self.r
+
+
+def fixed_start_steps(labels, overshoot=0.05):
+    """The largest j whose share of queries with label < j is at most ``overshoot``: the
+    start u c^j of the fixed-start baseline, tuned on the training labels."""
+    labels = np.sort(np.asarray(labels))
+    return float(np.floor(labels[int(math.floor(overshoot * labels.size))] + 1e-6))
+
+
+def bench_start(targets, run, model, path, train):
+    """Rows of the start radius: the learned one and a fixed one (u c^j, j tuned on the
+    training labels), alone (T1/T2) and with the learned cap; None without a start model."""
+    if model.start is None:
+        return None
     with lshdisk.open(path) as index:
-        start = getattr(index, "start_model", None)
-    if start is None:
-        return
-    run("start (T1/T2)", None, "", start_radius=True)
+        u, c = index.metadata.method.unit.u, index.params.c
+        labels, _ = start_labels(train.traces, train.found, c, u, exclude_self=train.own)
+        j = fixed_start_steps(labels)
+        fixed = _ConstantStart(u * c ** j)
+    knob = f"u c^{j:g}"
+    run("start", None, "learned", start_radius=True)
+    run("fixed start", None, knob, termination=LearnedStart(PaperTermination(), fixed, u))
     for r in targets:
-        run("start+learned", r, "", recall_target=r, start_radius=True)
+        run("start+learned", r, "learned", recall_target=r, start_radius=True)
+        with lshdisk.open(path) as index:
+            budget = LearnedBudget(index.termination_model, r, u)
+        run("fixed st+learned", r, knob, termination=LearnedStart(budget, fixed, u))
+    return {"fixed_steps": j, "figures": model.start.figures}
 
 
 _COLS = (("recall", "recall", "{:.3f}"), ("pages", "pages", "{:.0f}"), ("p99", "p99", "{:.0f}"),
-         ("seeks", "seeks", "{:.0f}"), ("MB", "mb", "{:.2f}"), ("CPU ms", "cpu_ms", "{:.2f}"),
+         ("seeks", "seeks", "{:.0f}"), ("rounds", "rounds", "{:.1f}"), ("MB", "mb", "{:.2f}"), ("CPU ms", "cpu_ms", "{:.2f}"),
          ("HDD ms", "hdd", "{:.0f}"), ("SSD ms", "ssd", "{:.1f}"))
 
 
@@ -416,7 +448,7 @@ def print_method(out):
         print(f"{t:>6} {row['policy']:<16} {row['knob']:<26} "
               + " ".join(f"{fmt.format(row[key]):>8}" for _, key, fmt in _COLS))
     print(f"\n{'target':>6} {'recall':>7} {'pages':>7} {'p99':>7}  best baseline @same recall "
-          f"(mean; p99)  ratio mean, p99   inference")
+          f"(mean; p99)  baseline/learned mean, p99   inference")
     for s in out["summary"]:
         b = s["best_at_same"]
         best = ("none reaches it" if b is None else

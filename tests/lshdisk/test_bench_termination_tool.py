@@ -50,6 +50,13 @@ def test_cheapest_is_the_first_knob_reaching_the_goal(tool):
     assert tool.cheapest([1, 2, 3], recall.get, 0.95) is None
 
 
+def test_fixed_start_allows_the_overshoot_share(tool):
+    labels = np.array([-1, 0, 0, 1, 1, 1, 1, 1, 2, 2] * 2)  # 20 queries, 2 below 0
+    assert tool.fixed_start_steps(labels, overshoot=0.1) == 0
+    assert tool.fixed_start_steps(labels, overshoot=0.0) == -1
+    assert tool.fixed_start_steps(labels, overshoot=0.3) == 1
+
+
 def test_replayed_recall_matches_real_searches(tool, clustered, clustered_index_dir):
     """What the tool replays from one permissive run is what the capped and round-stopped
     searches return."""
