@@ -34,7 +34,7 @@ baseline see the held-out ground truth) and the learned policy is compared with 
 those. Start-radius policies (:mod:`lshdisk.learned_start`; QALSH and C2LSH): ``start``
 (T1/T2 from the learned first radius) and ``start+learned`` (with ``recall_target=r``),
 against the same with one fixed start u c^j for every query (``fixed start``, j the largest
-with at most 5 % of the training queries' last empty round below it).
+with at most 5 % of the training queries' first candidate round below it).
 
 Printed per policy: mean recall@10, mean and p99 page reads, mean seeks and rounds, MB read,
 median CPU ms

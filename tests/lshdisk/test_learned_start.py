@@ -70,7 +70,7 @@ def test_start_labels_by_hand():
     labels, first = start_labels([trace], [(ids, None)], 2.0, 0.5)
     assert labels[0] == -1 and first[0] == -1  # a candidate in round 0: no rounds to skip
     labels, first = start_labels([trace], [(ids, None)], 2.0, 0.5, exclude_self=np.array([7]))
-    assert labels[0] == 1 and first[0] == -1  # round 2 (radius 1.0 = 0.5 * 2^1) is empty
+    assert labels[0] == 2 and first[0] == -1  # the first other candidate: round 3, 0.5 * 2^2
 
 
 def test_tune_stores_a_start_model_that_search_uses(index_dir, clustered, tmp_path):
