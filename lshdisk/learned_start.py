@@ -32,9 +32,9 @@ their R_s.
 Deviations from roLSH: roLSH trains a neural network on the query vector to predict the
 radius where a query's search ends, and searches there with one round; here trees on a few
 scale-free features, predicting the first round with a candidate, shifted down (a
-conservative start, so the answers
-stay close to those of the search without it). I-LSH has no rounds to skip (its walk takes entries in
-order of projected distance from any start), so it has no start model. Stored as plain
+conservative start, so the answers stay close to those of the search without it). I-LSH has
+no rounds to skip (its walk takes entries in order of projected distance from any start),
+so it has no start model. Stored as plain
 arrays (the layout of :func:`lshdisk.learned_termination.export_trees`) in the
 ``"termination"`` document's ``"start"`` entry (format version 1.1).
 """

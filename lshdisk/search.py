@@ -24,8 +24,9 @@ from the vector store, and a stop after k candidates within c R (T1) or k + beta
 When to stop is a :mod:`lshdisk.termination` policy; a policy with a ``start_radius(features)``
 method (:class:`lshdisk.learned_start.LearnedStart`) is asked once, after ``begin``, where the
 rounds start (a radius in data units, or None), and the searcher skips the rounds below it.
-The loop asks the policy after each round, once the round's candidates are verified (candidates of a round are verified together: the
-distinct vector pages they need are read once each, in ascending page order).
+The loop asks the policy after each round, once the round's candidates are verified
+(candidates of a round are verified together: the distinct vector pages they need are read
+once each, in ascending page order).
 
 Per-round traces (``SearchOptions(trace=True)``) hold one :data:`TRACE_DTYPE` record per
 round, as the loop sees it after verification; with tracing off nothing is recorded.

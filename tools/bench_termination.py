@@ -440,7 +440,8 @@ def bench_start(targets, run, model, path, train):
 
 
 _COLS = (("recall", "recall", "{:.3f}"), ("pages", "pages", "{:.0f}"), ("p99", "p99", "{:.0f}"),
-         ("seeks", "seeks", "{:.0f}"), ("rounds", "rounds", "{:.1f}"), ("MB", "mb", "{:.2f}"), ("CPU ms", "cpu_ms", "{:.2f}"),
+         ("seeks", "seeks", "{:.0f}"), ("rounds", "rounds", "{:.1f}"), ("MB", "mb", "{:.2f}"),
+         ("CPU ms", "cpu_ms", "{:.2f}"),
          ("HDD ms", "hdd", "{:.0f}"), ("SSD ms", "ssd", "{:.1f}"))
 
 
