@@ -92,8 +92,8 @@ from storage.sorted_run import (DirectoryInfo, SortedRunWriter, check_data_pages
 from ._kernels.c2lsh import (BAD_PAGE, CAP_REACHED, LOG_FULL, PLAN_MISMATCH, READ_ERROR,
                              ROUND_DONE, RUN_FIRST, RUN_PAGES, RUN_TABLE, STATE_FIELDS, Position,
                              ReadAhead, Tables, absorb, advance, advance_batch, all_counted,
-                             buckets_from_keys, plan_batch, projection_keys, query_buckets,
-                             scan_round)
+                             buckets_from_keys, page_spans, plan_batch, projection_keys,
+                             query_buckets, scan_round)
 from ._kernels.counting import FLOOR, N_TOUCHED, new_counting, reset_counts, safe_tables
 from ._kernels.projection import project_one, project_rows
 from .errors import CorruptIndexError
@@ -358,6 +358,11 @@ class C2LSHSearcher:
     counts, an int64 list of the first n / 8 points a query touched).
     """
 
+    #: What :meth:`start_features` returns, in this order (u: the data unit; spans: per
+    #: table, the level-1 buckets of the data page holding q's bucket, the inverse of the
+    #: table's density around q, from the directory; their 10th, 50th, 90th percentiles).
+    START_FEATURES = ("log_norm_over_u", "log_span_q10", "log_span_q50", "log_span_q90")
+
     def __init__(self, open_file, meta, arrays, params, n):
         self.tables_file = pf = open_file(meta.tables_file, TABLES_KIND)
         self.a = np.ascontiguousarray(catalog_array(arrays, meta.a), dtype=np.float32)
@@ -392,6 +397,7 @@ class C2LSHSearcher:
         self._state = np.zeros((self.m, STATE_FIELDS), dtype=np.int64)
         self._qproj = np.empty(self.m, dtype=np.float64)
         self._qb = np.empty(self.m, dtype=np.int64)
+        self._spans = np.empty(self.m, dtype=np.float64)
         self._request = np.zeros(2, dtype=np.int64)
         # Ids a query touched, listed up to n / 8 of them (then all counts are zeroed).
         self.counting = new_counting(n, self.m, params.l, max(64, n // 8))
@@ -442,6 +448,30 @@ class C2LSHSearcher:
         self._state[:] = 0
         self._set_level(1)
         self._raw = self.tables_file.raw_reader()
+
+    def start_features(self, q):
+        """Features of the query known before its first round (:attr:`START_FEATURES`), after
+        :meth:`begin` (from its directory and buckets; no disk access).
+
+        Returns
+        -------
+        ndarray of float64, shape (len(START_FEATURES),)
+        """
+        spans = self._spans
+        page_spans(self._tables, self._qb, spans)
+        q10, q50, q90 = np.quantile(spans, (0.1, 0.5, 0.9))
+        norm = float(np.sqrt(np.dot(q.astype(np.float64), q.astype(np.float64))))
+        return np.log(np.maximum(np.array([norm / self.unit, q10, q50, q90]), 1e-30))
+
+    def skip_to(self, radius):
+        """Start the query's rounds at the largest level c^j with c^j u <= ``radius`` (data
+        units) instead of level 1, if that is larger; after :meth:`begin`, before the first
+        round. The first round then counts every bucket of the rounds it skips."""
+        c, level = self.params.c, self._level
+        while level * c * self.unit <= radius * (1.0 + 1e-9):
+            level = level * c
+        if level > self._level:
+            self._set_level(level)
 
     def scan_round(self, radius_limit=math.inf):
         """Count the buckets newly covered at the current radius in every table.

@@ -347,9 +347,12 @@ def _with_policy_options(f):
                    "(per query k records of float32 distance, int32 id).")
 @_with_query_options
 @_with_search_options
+@click.option("--start-radius", is_flag=True,
+              help="Start each query's rounds at the radius the index's tuned start model "
+                   "predicts (QALSH, C2LSH; see 'lshdisk tune').")
 @click.option("--json", "as_json", is_flag=True, help="Print the cost summary as JSON.")
 def search(index_dir, queries, queries_opt, k, out, query_format, query_dtype, cache,
-           max_candidates, termination, recall_target, threads, as_json):
+           max_candidates, termination, recall_target, threads, start_radius, as_json):
     """Search INDEX_DIR for the k nearest neighbours of each query in QUERIES."""
     from .datasets import write_groundtruth
     from .index import open as open_index
@@ -364,7 +367,7 @@ def search(index_dir, queries, queries_opt, k, out, query_format, query_dtype, c
             q = _load_queries(queries, query_format, query_dtype, index.d)
             D, I, stats = index.search(q, k, return_stats=True, threads=threads,
                                        max_candidates=max_candidates, termination=termination,
-                                       recall_target=recall_target,
+                                       recall_target=recall_target, start_radius=start_radius,
                                        progress=lambda done, total: progress("search", done, total))
         fmt = "ivecs" if out.endswith(".ivecs") else "qalsh"
         write_groundtruth(out, D, I, format=fmt)
@@ -554,6 +557,13 @@ def info(index_dir, as_json):
                    + f" (scikit-learn {model['sklearn']})")
         for line in _figure_lines(model["figures"]):
             click.echo("           " + line)
+        start = model.get("start")
+        if start is not None:
+            click.echo(f"           start radius: {start['n_train']} train / {start['n_val']} "
+                       f"validation queries, shift {start['shift']:.2f}: "
+                       f"{start['val_mean_steps_skipped']:.2f} of "
+                       f"{start['val_mean_steps_skippable']:.2f} skippable rounds (radius steps) "
+                       f"skipped, {100 * start['val_overshoot']:.1f} % start too far")
 
 
 def _figure_lines(figures):
@@ -595,8 +605,9 @@ def _figure_lines(figures):
 @_with_query_options
 @_threads_option
 @click.option("--json", "as_json", is_flag=True, help="Print the training figures as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
 def tune(index_dir, queries, gt_path, gt_format, sample, recalls, k, seed, cap_limit,
-         query_format, query_dtype, cache, threads, as_json):
+         query_format, query_dtype, cache, threads, as_json, quiet):
     """Train the learned termination of INDEX_DIR (search(..., recall_target=r)) and store it
     in the index's catalog, replacing any earlier model."""
     from .index import open as open_index
@@ -611,6 +622,7 @@ def tune(index_dir, queries, gt_path, gt_format, sample, recalls, k, seed, cap_l
                                  param_hint="--recall")
     if gt_path is not None and queries is None:
         raise click.BadParameter("--gt needs --queries", param_hint="--gt")
+    progress = _Progress(_progress_enabled(quiet))
     try:
         with open_index(index_dir, cache_bytes=cache, termination_model=False) as index:
             _check_k([k], index)
@@ -625,9 +637,11 @@ def tune(index_dir, queries, gt_path, gt_format, sample, recalls, k, seed, cap_l
                         raise ValueError(f"{gt_path} must hold distances and ids")
                     check_groundtruth(index, q, gt[0], gt[1], label=str(gt_path))
             model = run(index, targets, k=k, queries=q, gt=gt, sample=sample, seed=seed,
-                        threads=threads, cap_limit=cap_limit)
+                        threads=threads, cap_limit=cap_limit, progress=progress)
+        progress.close()
         write_model(index_dir, model)  # the index is closed: no catalog handle is open
     except (ImportError, LshdiskError, StorageError, ValueError, OSError) as exc:
+        progress.close()
         _fail(exc)
     if as_json:
         click.echo(json.dumps({"k": k, "targets": targets, "figures": model.figures}, indent=2))

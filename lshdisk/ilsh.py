@@ -72,6 +72,10 @@ class ILSHSearcher:
     (int64; the walk lists them all).
     """
 
+    #: None: the walk takes entries in order of projected distance, whatever its start, so
+    #: a start radius has no rounds to skip (:meth:`skip_to` does nothing).
+    START_FEATURES = ()
+
     def __init__(self, open_file, meta, arrays, params, n):
         self.trees = ProjectionTrees.open(open_file, meta, arrays)
         trees_file = self.trees.file
@@ -111,6 +115,13 @@ class ILSHSearcher:
         self._walk[PENDING] = -1
         self._status = 0
         self.radius = self.c_radius = 0.0
+
+    def start_features(self, q):
+        """No start features (see :attr:`START_FEATURES`): an empty float64 array."""
+        return np.empty(0, dtype=np.float64)
+
+    def skip_to(self, radius):
+        """Nothing: the walk has no rounds of fixed radius to skip."""
 
     def scan_round(self, radius_limit=math.inf):
         """Walk until new candidates, the radius ``radius_limit``, the cap or the end.

@@ -32,11 +32,13 @@ from . import __version__
 from .datasets import open_source, read_queries
 from .errors import CorruptIndexError, IndexExistsError, NotAnIndexError
 from . import registry
+from .learned_start import LearnedStart
 from .learned_termination import MODEL_DOC, LearnedBudget, TerminationModel
 from .layout import IDS_FILE, SLOTS_FILE, PartitionLayout, check_layout
 from .learning import TrainingSample, training_ids
 from .metadata import INDEX_FORMAT, INDEX_VERSION, IndexMeta
 from .search import RoundSearch, SearchOptions
+from .termination import termination_policy
 from .vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
 from .verify import check_file, seal_build, verify_index
 from ._units import parse_bytes
@@ -657,7 +659,7 @@ class Index:
 
     def search(self, queries, k, *, return_stats=False, progress=None, max_candidates=None,
                termination=None, trace=False, threads=None, return_candidates=False,
-               recall_target=None):
+               recall_target=None, start_radius=False):
         """c-approximate k-nearest-neighbour search under Euclidean distance.
 
         Parameters
@@ -682,6 +684,10 @@ class Index:
             mean recall@k (:mod:`lshdisk.learned_termination`; tune with ``lshdisk tune``).
             Only for a tuned target and the tuned k; not with ``termination`` or
             ``max_candidates``.
+        start_radius : bool
+            Start each query's rounds at the radius the index's tuned start model predicts,
+            skipping the rounds below it (:mod:`lshdisk.learned_start`; QALSH and C2LSH,
+            tuned by ``lshdisk tune``), with any termination.
         trace : bool
             Also return, per query, a structured array of one record per round
             (:data:`lshdisk.search.TRACE_DTYPE`, documented field by field there).
@@ -715,7 +721,7 @@ class Index:
             If k < 1, max_candidates < k, threads < 1, or queries have the wrong dimension or
             hold NaN/Inf; if the index is closed; for a ``recall_target`` with no tuned
             model, not tuned, for another k, or given with ``termination`` or
-            ``max_candidates``.
+            ``max_candidates``; for ``start_radius`` without a tuned start model.
         TypeError
             If k, max_candidates or threads is not an int, or termination not a policy.
         """
@@ -723,6 +729,8 @@ class Index:
             termination = self._learned_policy(k, recall_target, termination, max_candidates)
         elif termination is None:
             termination = "paper"
+        if start_radius:
+            termination = self._start_policy(termination)
         options = SearchOptions(k=k, termination=termination, max_candidates=max_candidates,
                                 trace=bool(trace))
         k = options.k
@@ -820,7 +828,73 @@ class Index:
             raise ValueError(f"{self.path} has no tuned termination model: run 'lshdisk tune "
                              f"INDEX --recall {float(recall_target):g}' first")
         model.check(k, float(recall_target))
-        return LearnedBudget(model, float(recall_target), self.metadata.method.unit.u)
+        return LearnedBudget(model, float(recall_target), self.data_unit)
+
+    def _start_policy(self, termination):
+        """``termination`` with the tuned start radius (errors: see :meth:`search`)."""
+        model = self.termination_model
+        start = None if model is None else model.start
+        if start is None:
+            if not self.start_feature_names:
+                raise ValueError(f"{self.algorithm} has no rounds to skip: search without "
+                                 f"start_radius")
+            raise ValueError(f"{self.path} has no tuned start radius: run 'lshdisk tune INDEX' "
+                             f"first")
+        if start.features != self.start_feature_names:
+            raise ValueError(f"{self.path}: the start model's features differ from this "
+                             f"lshdisk's: run 'lshdisk tune INDEX' again")
+        return LearnedStart(termination_policy(termination), start, self.data_unit)
+
+    @property
+    def data_unit(self):
+        """The index's data unit u (:mod:`lshdisk.scale`); 1.0 for a method without one (the
+        learned partitions), whose learned-termination features are then in the data's
+        units."""
+        unit = getattr(self.metadata.method, "unit", None)
+        return 1.0 if unit is None else float(unit.u)
+
+    @property
+    def start_feature_names(self):
+        """tuple of str: the searcher's start features (empty: the method has none)."""
+        return tuple(self._searcher.START_FEATURES)
+
+    def start_features(self, queries):
+        """What a search knows of each query before its first round (the searcher's
+        ``start_features``, the inputs of a learned start radius).
+
+        Parameters
+        ----------
+        queries : array-like, shape (n_queries, d) or (d,)
+
+        Returns
+        -------
+        ndarray of float64, shape (n_queries, len(start_feature_names))
+
+        Raises
+        ------
+        ValueError
+            If the queries have the wrong dimension or hold NaN/Inf, or the index is closed.
+
+        Notes
+        -----
+        Disk access: what the start of a search reads, per query (QALSH: every tree's
+        root-to-leaf descent; C2LSH: the directory pages); counted on one reader.
+        """
+        self._check_open()
+        q = read_queries(queries, expected_dim=self.d)
+        reader = self._acquire()
+        try:
+            step = reader.search.searcher
+            out = np.zeros((q.shape[0], len(step.START_FEATURES)), dtype=np.float64)
+            for i in range(q.shape[0]):
+                step.begin(q[i])
+                try:
+                    out[i] = step.start_features(q[i])
+                finally:
+                    step.end()
+        finally:
+            self._release(reader)
+        return out
 
     def io_report(self, stats, device="ssd", *, queries=None, scan_algorithm_ms=None):
         """Query processing time of a search on a device, beside the linear scan.
@@ -867,6 +941,8 @@ class Index:
                 "k": self.termination_model.k,
                 "targets": list(self.termination_model.targets),
                 "figures": self.termination_model.figures,
+                "start": None if self.termination_model.start is None else
+                self.termination_model.start.figures,
                 "sklearn": self.termination_model.sklearn},
         }
 

@@ -396,6 +396,16 @@ class KMeansSearcher:
         self.c_radius = math.nan
         self.radius = float(min(self.k, params.probes))
 
+    #: No start features: the first round probes one cell per table, nothing to skip.
+    START_FEATURES = ()
+
+    def start_features(self, q):
+        """No start features (:attr:`START_FEATURES`): an empty float64 array."""
+        return np.empty(0, dtype=np.float64)
+
+    def skip_to(self, radius):
+        """Nothing: the rounds widen in probes, not in a radius."""
+
     def describe(self):
         """The index structure, for ``lshdisk info``."""
         pages = np.asarray(self.meta.tables["n_pages"])

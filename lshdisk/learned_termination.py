@@ -61,6 +61,7 @@ import numpy as np
 
 from ._kernels.forest import predict_one
 
+from .learned_start import StartModel, fit_start, start_labels
 from .termination import CandidateBudget, paper_cap
 
 __all__ = ["FEATURES", "TrainingSet", "TerminationModel", "LearnedBudget", "collect", "train",
@@ -70,7 +71,7 @@ __all__ = ["FEATURES", "TrainingSet", "TerminationModel", "LearnedBudget", "coll
 #: The catalog's JSON document of a model, and the prefix of its arrays.
 MODEL_DOC = "termination"
 MODEL_FORMAT = "lshdisk-termination"
-MODEL_VERSION = (1, 0)
+MODEL_VERSION = (1, 1)  # 1.1: the optional "start" entry (lshdisk.learned_start)
 
 #: Features of a warm-up view, in this order (u: the index's data unit).
 FEATURES = ("log_dk_over_u", "log_radius_over_u", "verified", "round", "log1p_page_reads",
@@ -106,7 +107,7 @@ def view_features(view, u):
     ----------
     view : lshdisk.search.RoundView or a trace row (numpy record of TRACE_DTYPE)
     u : float
-        The index's data unit (``index.metadata.method.unit.u``).
+        The index's data unit (``index.data_unit``).
 
     Returns
     -------
@@ -140,6 +141,10 @@ class TrainingSet:
         recall@k of each candidate prefix (entry j: the first j candidates).
     pages : list of ndarray of int64, shape (rounds_i,)
         Pages read by the end of each round of the permissive run (for reports).
+    start : tuple or None
+        For a learned start radius (:mod:`lshdisk.learned_start`), where the searcher has
+        start features: ``(features names, x float64 (n_queries, F), labels, first, c)``,
+        labels and first from :func:`lshdisk.learned_start.start_labels`; None otherwise.
     """
 
     k: int
@@ -148,6 +153,7 @@ class TrainingSet:
     floor: np.ndarray
     recalls: list
     pages: list
+    start: tuple | None = None
 
     def recall_at(self, caps):
         """Per-query recall@k of a learned search with the per-query caps ``caps`` (clamped
@@ -175,7 +181,7 @@ def prefix_recalls(dists, kth, k):
 
 
 def collect(index, queries, gt_D, k, *, gt_I=None, exclude_self=None, cap_factor=100,
-            cap_limit=None, threads=None):
+            cap_limit=None, threads=None, progress=None):
     """Run each training query once without early termination and record what a learned
     search needs: the warm-up view's features and the recall of every candidate prefix.
 
@@ -199,6 +205,8 @@ def collect(index, queries, gt_D, k, *, gt_I=None, exclude_self=None, cap_factor
         run's cap.
     threads : int or None
         As for :meth:`lshdisk.Index.search`.
+    progress : callable, optional
+        ``progress(queries_done, n_queries)``, as for :meth:`lshdisk.Index.search`.
 
     Returns
     -------
@@ -212,7 +220,9 @@ def collect(index, queries, gt_D, k, *, gt_I=None, exclude_self=None, cap_factor
 
     Notes
     -----
-    Disk access: one search per query with ``termination="budget"`` and the permissive cap.
+    Disk access: one search per query with ``termination="budget"`` and the permissive cap;
+    where the method has start features, the reads of each query's search start (QALSH: the
+    trees' descents; C2LSH: the directory) once more.
     """
     queries = np.asarray(queries, dtype=np.float32)
     gt_D = np.asarray(gt_D, dtype=np.float64)
@@ -231,8 +241,9 @@ def collect(index, queries, gt_D, k, *, gt_I=None, exclude_self=None, cap_factor
                          f"run's cap), got {cap_limit}")
     _, _, traces, found = index.search(queries, k, termination="budget",
                                        max_candidates=max(cap, k), trace=True,
-                                       return_candidates=True, threads=threads)
-    u = float(index.metadata.method.unit.u)
+                                       return_candidates=True, threads=threads,
+                                       progress=progress)
+    u = index.data_unit
     features = np.zeros((nq, len(FEATURES)), dtype=np.float64)
     floor = np.zeros(nq, dtype=np.int64)
     recalls, pages = [], []
@@ -251,8 +262,13 @@ def collect(index, queries, gt_D, k, *, gt_I=None, exclude_self=None, cap_factor
         floor[i] = max(k, int(row["verified"]))
         recalls.append(prefix_recalls(dists, kth, k))
         pages.append(trace["page_reads"].astype(np.int64))
+    start = None
+    names = index.start_feature_names
+    if names:
+        labels_, first = start_labels(traces, found, index.params.c, u, exclude_self=exclude_self)
+        start = (names, index.start_features(queries), labels_, first, float(index.params.c))
     return TrainingSet(k=k, cap_limit=limit, features=features, floor=floor, recalls=recalls,
-                       pages=pages)
+                       pages=pages, start=start)
 
 
 def labels(recalls, target):
@@ -377,9 +393,12 @@ class TerminationModel:
         Training figures (JSON-ready), by target string.
     sklearn : str
         The scikit-learn version that trained it.
+    start : lshdisk.learned_start.StartModel or None
+        The learned start radius, where the method has one.
     """
 
-    def __init__(self, *, k, cap_limit, per_target, figures, sklearn_version):
+    def __init__(self, *, k, cap_limit, per_target, figures, sklearn_version, start=None):
+        self.start = start
         self.k = int(k)
         self.cap_limit = int(cap_limit)
         self._per_target = dict(per_target)
@@ -418,6 +437,9 @@ class TerminationModel:
                "targets": list(self.targets), "features": list(FEATURES),
                "node_columns": list(NODE_COLUMNS), "models": per, "figures": self.figures,
                "sklearn": self.sklearn}
+        if self.start is not None:
+            doc["start"], start_arrays = self.start.to_catalog()
+            arrays.update(start_arrays)
         return {MODEL_DOC: doc}, arrays
 
     @classmethod
@@ -455,9 +477,12 @@ class TerminationModel:
                 per[float(m["target"])] = _TargetModel(nodes=nodes, offsets=offsets,
                                                        baseline=float(m["baseline"]),
                                                        multiplier=float(m["multiplier"]))
+            start = doc.get("start")
+            if start is not None:
+                start = StartModel.from_catalog(start, get_array)
             return cls(k=int(doc["k"]), cap_limit=int(doc["cap_limit"]), per_target=per,
                        figures=doc.get("figures", {}),
-                       sklearn_version=str(doc.get("sklearn", "")))
+                       sklearn_version=str(doc.get("sklearn", "")), start=start)
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise CorruptIndexError(f"{path}: the termination model is damaged ({exc}): rerun "
                                     f"'lshdisk tune' (it replaces the model)") from exc
@@ -525,6 +550,7 @@ def _multiplier(data, pred, target):
 
 
 def _subset(data, idx):
+    """The queries ``idx`` of ``data`` (without the start data, which fit_start splits)."""
     return TrainingSet(k=data.k, cap_limit=data.cap_limit, features=data.features[idx],
                        floor=data.floor[idx], recalls=[data.recalls[i] for i in idx],
                        pages=[data.pages[i] for i in idx])
@@ -572,6 +598,8 @@ def train(data, targets, *, seed=0, val_fraction=0.25, max_iter=100, max_depth=4
     Returns
     -------
     TerminationModel
+        With a start model (:func:`lshdisk.learned_start.fit_start`, same split) where
+        ``data.start`` is given.
 
     Raises
     ------
@@ -617,5 +645,10 @@ def train(data, targets, *, seed=0, val_fraction=0.25, max_iter=100, max_depth=4
             "fixed_mean_candidates": fixed_cands,
         }
         per[t] = _TargetModel(nodes=nodes, offsets=offsets, baseline=baseline, multiplier=m)
+    start = None
+    if data.start is not None:
+        names, x, start_y, first, c = data.start
+        start = fit_start(x, start_y, first, names, c, seed=seed, val_fraction=val_fraction,
+                          max_iter=max_iter, max_depth=max_depth)
     return TerminationModel(k=data.k, cap_limit=data.cap_limit, per_target=per, figures=figures,
-                            sklearn_version=sklearn.__version__)
+                            sklearn_version=sklearn.__version__, start=start)

@@ -58,7 +58,7 @@ from storage import BulkLoader, PageFile, id_bits_for, new_run_log
 from storage.extsort import ExternalSorter, float32_to_ordered_u32, ordered_u32_to_float32
 from ._kernels.counting import FLOOR, N_TOUCHED, new_counting, safe_tables
 from ._kernels.qalsh_rounds import (CAP_REACHED, DIR_NODE, DONE, LOG_FULL, NEED_DIR,
-                                    READ_ERROR, Cursors, ReadAhead, load_dir,
+                                    READ_ERROR, Cursors, ReadAhead, head_distances, load_dir,
                                     median_head_distance, place_cursors, plan_runs, reset_query,
                                     scan_round, scan_sides)
 from .maps import LinearMap
@@ -219,6 +219,11 @@ class QALSHSearcher:
     m > 255) and the list of the first n / 8 points touched by a query (int64).
     """
 
+    #: What :meth:`start_features` returns, in this order (u: the data unit; heads: the
+    #: projected distances of the cursor heads after the descent, their upper quantiles,
+    #: which a query equal to an indexed point does not move).
+    START_FEATURES = ("log_norm_over_u", "log_head_q75_over_u", "log_head_q90_over_u")
+
     def __init__(self, open_file, meta, arrays, params, n):
         self.trees = ProjectionTrees.open(open_file, meta, arrays)
         self._training = meta.training
@@ -227,6 +232,7 @@ class QALSHSearcher:
         self.n = n
         self.m = m = self.trees.m
         self.l = params.l
+        self._heads = np.empty(2 * m, dtype=np.float64)
         #: T1 holds when the k-th candidate lies within c R.
         self.c = params.c
         #: The data unit: radii are u c^j (1 for indexes built without one).
@@ -286,6 +292,33 @@ class QALSHSearcher:
         place_cursors(self._pages, cur, self._keyfmt, trees.qproj, leaves - trees.tinfo[:, 0])
         head = self._head()
         self._set_radius(self._radius_for(head) if head >= 0 else self.unit)
+
+    def start_features(self, q):
+        """Features of the query known before its first round (:attr:`START_FEATURES`), after
+        :meth:`begin`; no disk access.
+
+        Returns
+        -------
+        ndarray of float64, shape (len(START_FEATURES),)
+        """
+        heads = self._heads
+        n_heads = head_distances(self._pages, self._cur, self._keyfmt, self._dkeys,
+                                 self.trees.tinfo, self.trees.qproj, heads)
+        u = self.unit
+        q75, q90 = np.quantile(heads[:n_heads], (0.75, 0.9)) if n_heads else (u, u)
+        norm = float(np.sqrt(np.dot(q.astype(np.float64), q.astype(np.float64))))
+        return np.log(np.maximum(np.array([norm, q75, q90]) / u, _TINY))
+
+    def skip_to(self, radius):
+        """Start the query's rounds at the largest radius u c^j <= ``radius`` (data units)
+        instead of the first one, if that is larger; after :meth:`begin`, before the first
+        round. The first round then counts every entry of the rounds it skips."""
+        u, c = self.unit, self.params.c
+        if not radius > self.radius:
+            return
+        start = u * c ** math.floor(math.log(radius / u) / self._log_c + 1e-9)
+        if start > self.radius:
+            self._set_radius(start)
 
     def _load_dir(self, s, t, node):
         """Read directory node ``node`` of table t (one counted page read) for side s."""

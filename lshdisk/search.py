@@ -13,13 +13,20 @@ from the vector store, and a stop after k candidates within c R (T1) or k + beta
   record (:mod:`lshdisk._kernels.counting`), stopping at the cap; returns True at the cap;
 - ``next_round()`` widens the radius, False once every index entry has been counted;
 - ``end()`` zeroes the query's counts;
+- ``start_features(q)``: after ``begin``, what is known of the query before its first round
+  (float64 array, names in the class's ``START_FEATURES``; empty where the method has no
+  rounds to skip), and ``skip_to(radius)``: start the rounds at the largest radius of the
+  method's schedule at most ``radius`` (a no-op below the first radius, or for I-LSH);
 - attributes ``counting`` (the record), ``l``, ``c`` (the factor of T1's test),
   ``radius`` and ``c_radius`` (the round's R and what T1 compares the k-th distance with,
   in the data's units), ``n``, ``describe()``.
 
-When to stop is a :mod:`lshdisk.termination` policy; the loop asks it after each round, once
-the round's candidates are verified (candidates of a round are verified together: the
-distinct vector pages they need are read once each, in ascending page order).
+When to stop is a :mod:`lshdisk.termination` policy; a policy with a ``start_radius(features)``
+method (:class:`lshdisk.learned_start.LearnedStart`) is asked once, after ``begin``, where the
+rounds start (a radius in data units, or None), and the searcher skips the rounds below it.
+The loop asks the policy after each round, once the round's candidates are verified
+(candidates of a round are verified together: the distinct vector pages they need are read
+once each, in ascending page order).
 
 Per-round traces (``SearchOptions(trace=True)``) hold one :data:`TRACE_DTYPE` record per
 round, as the loop sees it after verification; with tracing off nothing is recorded.
@@ -149,6 +156,10 @@ class RoundSearcher(Protocol):
 
     def end(self): ...
 
+    def start_features(self, q): ...
+
+    def skip_to(self, radius): ...
+
     def describe(self): ...
 
 
@@ -214,8 +225,13 @@ class RoundSearch:
         last_change = 0  # the round in which the top-k last changed
         k_round = -1  # the round in which k candidates were first verified
         adjust = getattr(policy, "cap_after", None)
+        start = getattr(policy, "start_radius", None)
         try:
             step.begin(q)
+            if start is not None:
+                radius = start(step.start_features(q))
+                if radius is not None:
+                    step.skip_to(radius)
             while True:
                 limit = math.inf if view is None else policy.radius_limit(view)
                 capped = step.scan_round(limit)

@@ -20,6 +20,9 @@ The contract, :class:`TerminationPolicy`:
   cap for the rest of the query (None: unchanged), clamped to [1, the first cap]. The scans
   stop at it inside the next rounds, as at T2; a cap at or below the candidates found ends
   the search. For rules that predict a query's budget after a warm-up.
+- ``start_radius(features)``, optional: once per query, before its first round, the radius
+  (data units; None: the searcher's own) at which the rounds start, from the searcher's
+  ``start_features`` (:class:`lshdisk.learned_start.LearnedStart` wraps any policy with one).
 
 Implemented: :class:`PaperTermination` (T1 and T2 of C2LSH, QALSH and I-LSH, the default),
 :class:`CandidateBudget` (T2 only: verify up to the cap, widening rounds as needed), and the

@@ -9,7 +9,7 @@ from storage.catalog import Catalog
 from .groundtruth import compute_groundtruth
 from .learned_termination import MODEL_DOC, collect, require_sklearn, train
 
-__all__ = ["tune", "write_model"]
+__all__ = ["tune", "training_sample", "write_model"]
 
 
 class _StoreRows:
@@ -31,8 +31,54 @@ class _StoreRows:
         return self._store.fetch(np.arange(start, stop, step, dtype=np.int64))
 
 
+def training_sample(index, k, *, sample=2000, seed=0, progress=None):
+    """The seeded sample of indexed points :func:`tune` trains on, with its ground truth.
+
+    Parameters
+    ----------
+    index : lshdisk.Index
+    k : int
+        Neighbours per query; the ground truth holds k + 1 (the point itself among them).
+    sample : int
+        Points to draw (at most n), >= 4.
+    seed : int
+        Of ``np.random.default_rng``, which draws the ids without replacement.
+    progress : callable, optional
+        ``progress(rows_done, n)`` during the ground truth's scan.
+
+    Returns
+    -------
+    ids : ndarray of int64, shape (s,)
+        The points drawn, ascending.
+    queries : ndarray of float32, shape (s, d)
+        Their vectors.
+    gt_D : ndarray of float32, shape (s, k + 1)
+    gt_I : ndarray of int64, shape (s, k + 1)
+        Exact neighbours over the index's own vectors (each point itself at distance 0,
+        unless a duplicate ties with it).
+
+    Raises
+    ------
+    ValueError
+        If ``sample`` is not an int >= 4.
+
+    Notes
+    -----
+    Disk access: the sample's vector pages, then every vector page once per block of queries.
+    """
+    if isinstance(sample, bool) or not isinstance(sample, (int, np.integer)) or sample < 4:
+        raise ValueError(f"sample must be an int >= 4, got {sample!r}")
+    ids = np.sort(np.random.default_rng(seed).choice(index.n, size=min(int(sample), index.n),
+                                                     replace=False)).astype(np.int64)
+    queries = index.vectors.fetch(index.slots_of(ids)).astype(np.float32)
+    gt_D, gt_I = compute_groundtruth(_StoreRows(index.vectors), queries, k + 1,
+                                     progress=progress)
+    # The store's rows are slots with a partition layout (lshdisk.layout): ids are source rows.
+    return ids, queries, gt_D, index.source_ids(gt_I)
+
+
 def tune(index, targets, *, k=10, queries=None, gt=None, sample=2000, seed=0, threads=None,
-         cap_factor=100, cap_limit=None):
+         cap_factor=100, cap_limit=None, progress=None):
     """Train a learned-termination model for ``index`` (not yet stored; see
     :func:`write_model`).
 
@@ -58,6 +104,9 @@ def tune(index, targets, *, k=10, queries=None, gt=None, sample=2000, seed=0, th
         The permissive run's cap in units of T2 (:func:`lshdisk.learned_termination.collect`).
     cap_limit : int, optional
         The largest cap the learned search may use (default T2, k + beta n).
+    progress : callable, optional
+        ``progress(stage, done, total)``: stage ``"groundtruth"`` (rows of the index scanned)
+        while the ground truth is computed, then ``"search"`` (training queries searched).
 
     Returns
     -------
@@ -73,22 +122,23 @@ def tune(index, targets, *, k=10, queries=None, gt=None, sample=2000, seed=0, th
     """
     require_sklearn()  # fail before the long measurement, not after it
     exclude = gt_I = None
+    scanned = search = None
+    if progress is not None:
+        def scanned(done, total):
+            progress("groundtruth", done, total)
+
+        def search(done, total):
+            progress("search", done, total)
     if queries is None:
-        if isinstance(sample, bool) or not isinstance(sample, (int, np.integer)) or sample < 4:
-            raise ValueError(f"sample must be an int >= 4, got {sample!r}")
-        ids = np.sort(np.random.default_rng(seed).choice(index.n, size=min(int(sample), index.n),
-                                                         replace=False)).astype(np.int64)
-        queries = index.vectors.fetch(index.slots_of(ids)).astype(np.float32)
-        exclude = ids
-        gt_D, gt_I = compute_groundtruth(_StoreRows(index.vectors), queries, k + 1)
-        gt_I = index.source_ids(gt_I)  # the store's rows are slots with a partition layout
+        exclude, queries, gt_D, gt_I = training_sample(index, k, sample=sample, seed=seed,
+                                                       progress=scanned)
     elif gt is None:
-        gt_D, gt_I = compute_groundtruth(_StoreRows(index.vectors), queries, k)
-        gt_I = index.source_ids(gt_I)
+        gt_D, gt_I = compute_groundtruth(_StoreRows(index.vectors), queries, k, progress=scanned)
+        gt_I = index.source_ids(gt_I)  # the store's rows are slots with a partition layout
     else:
         gt_D, gt_I = gt
     data = collect(index, queries, gt_D, k, gt_I=gt_I, exclude_self=exclude,
-                   cap_factor=cap_factor, cap_limit=cap_limit, threads=threads)
+                   cap_factor=cap_factor, cap_limit=cap_limit, threads=threads, progress=search)
     return train(data, targets, seed=seed)
 
 

@@ -163,6 +163,22 @@ def _upper_bound(a, lo, hi, x):
     return lo
 
 
+@numba.njit(cache=True, nogil=True)
+def page_spans(tables, qb, out):
+    """Per table t, the level-1 buckets the data page holding bucket ``qb[t]`` spans
+    (its last bucket - its first + 1; the first page whose last bucket is >= qb[t], the
+    table's last page if none): a page holds a fixed number of entries, so this is the
+    inverse of the table's density around the query. Fills ``out`` (float64, (m,))."""
+    _, tcount, tdir, dir_first, dir_last = tables
+    for t in range(qb.shape[0]):
+        d0, npg = tdir[t], tcount[t]
+        if npg == 0:
+            out[t] = 1.0
+            continue
+        j = min(_lower_bound(dir_last, d0, d0 + npg, qb[t]), d0 + npg - 1)
+        out[t] = float(dir_last[j] - dir_first[j] + 1)
+
+
 @numba.njit(cache=True, nogil=True, inline="always")
 def _interval(qb, origin, radius):
     """Level-1 buckets [lo, hi] of the level-radius bucket holding qb (virtual rehashing)."""

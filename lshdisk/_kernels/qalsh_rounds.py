@@ -381,29 +381,39 @@ def hold_dirs(node_buf, node_pages, dkeys, state, tinfo):
 
 
 @numba.njit(cache=True, nogil=True)
-def median_head_distance(pages, state, keyfmt, dkeys, tinfo, qproj):
-    """Median of |key - qproj[t]| over the cursor heads that exist (at most 2m); -1 if none.
+def head_distances(pages, state, keyfmt, dkeys, tinfo, qproj, out):
+    """|key - qproj[t]| of every cursor head that exists, into ``out`` (float64, >= 2m);
+    returns how many (at most 2m).
 
     A cursor's head is the next entry it would take: in its leaf, or for a right cursor at
-    the end of its leaf the first key of the next leaf (from the directory node). QALSH's
-    radius update (authors' code) jumps to the radius whose bucket reaches this median,
-    skipping rounds that would find nothing new.
+    the end of its leaf the first key of the next leaf (from the directory node).
     """
     m = qproj.shape[0]
-    buf = np.empty(2 * m, dtype=np.float64)
     k = 0
     for t in range(m):
         for s in range(2):
             p = state[s, t, POS]
             if 0 <= p < state[s, t, COUNT]:
                 key = leaf_key(pages[s, t], keyfmt[s, t, 0], keyfmt[s, t, 1], keyfmt[s, t, 2], p)
-                buf[k] = abs(key - qproj[t])
+                out[k] = abs(key - qproj[t])
                 k += 1
             elif s == 1 and p >= 0 and state[s, t, LEAF] + 1 < tinfo[t, N_LEAVES]:
                 held, key = _dir_key(dkeys, state, tinfo, 1, t, state[s, t, LEAF] + 1)
                 if held:
-                    buf[k] = abs(key - qproj[t])
+                    out[k] = abs(key - qproj[t])
                     k += 1
+    return k
+
+
+@numba.njit(cache=True, nogil=True)
+def median_head_distance(pages, state, keyfmt, dkeys, tinfo, qproj):
+    """Median of :func:`head_distances` (at most 2m values); -1 if no head exists.
+
+    QALSH's radius update (authors' code) jumps to the radius whose bucket reaches this
+    median, skipping rounds that would find nothing new.
+    """
+    buf = np.empty(2 * qproj.shape[0], dtype=np.float64)
+    k = head_distances(pages, state, keyfmt, dkeys, tinfo, qproj, buf)
     if k == 0:
         return -1.0
     srt = np.sort(buf[:k])

@@ -248,3 +248,19 @@ def test_pool_bounds_past_the_page_cache_read_pages_again(clustered, tmp_path, m
         D2, I2, s2 = index.search(q, 10, return_stats=True, max_candidates=40, threads=1)
     np.testing.assert_array_equal(I1, I2)
     assert np.all(s2.page_reads >= s1.page_reads) and s2.page_reads.sum() > s1.page_reads.sum()
+
+
+def test_kmeans_recall_target_after_tune(km_index, clustered, tmp_path):
+    """tune and recall_target work on a method without a data unit."""
+    pytest.importorskip("sklearn")
+    import shutil
+    from lshdisk.tune import tune, write_model
+    path = tmp_path / "tuned"
+    shutil.copytree(km_index, path)
+    with lshdisk.open(path) as index:
+        assert index.data_unit == 1.0 and index.start_feature_names == ()
+        model = tune(index, [0.9], k=10, sample=300, seed=0, threads=1)
+    write_model(path, model)
+    with lshdisk.open(path) as index:
+        D, _ = index.search(clustered.q, 10, recall_target=0.9, threads=1)
+    assert recall_at_k(D, clustered.gt_d, 10) >= 0.8

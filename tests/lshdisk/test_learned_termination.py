@@ -16,7 +16,8 @@ from click.testing import CliRunner
 import lshdisk
 from lshdisk.cli import main
 from lshdisk.evaluate import recall_at_k
-from lshdisk.learned_termination import (FEATURES, MODEL_DOC, LearnedBudget, TrainingSet,
+from lshdisk.learned_termination import (FEATURES, MODEL_DOC, LearnedBudget, TerminationModel,
+                                         TrainingSet,
                                          prefix_recalls, _warm_up_row, export_trees, labels,
                                          predict, train)
 from lshdisk.search import RoundView
@@ -154,11 +155,16 @@ def test_catalog_holds_plain_arrays_and_json_no_pickle(tuned):
     path, _ = tuned
     with Catalog.open(os.path.join(path, "catalog")) as cat:
         doc = cat.get_json(MODEL_DOC)
-        assert doc["format"] == "lshdisk-termination" and doc["version"] == [1, 0]
+        assert doc["format"] == "lshdisk-termination" and doc["version"] == [1, 1]
         assert doc["k"] == K and doc["targets"] == [0.8, TARGET]
         assert doc["features"] == list(FEATURES) and "sklearn" in doc and "figures" in doc
         names = [n for n in cat.names() if n.startswith(MODEL_DOC + "/")]
         assert names and all(cat.get_array(n).dtype.kind in "fi" for n in names)
+        # a 1.0 model (no start radius) still reads, without a start model
+        old_doc = {key: value for key, value in doc.items() if key != "start"}
+        old_doc["version"] = [1, 0]
+        old_model = TerminationModel.from_catalog(old_doc, cat.get_array)
+        assert old_model.start is None and old_model.targets == (0.8, TARGET)
     raw = open(os.path.join(path, "catalog", "data.mdb"), "rb").read()
     assert b"sklearn.ensemble" not in raw and b"\x80\x04\x95" not in raw  # no pickle stream
     from lshdisk.verify import verify_index
@@ -197,9 +203,13 @@ def test_cli_tune_then_search_and_info(clustered, tmp_path):
     assert "r = 0.9" in result.output and "multiplier" in result.output
     info = runner.invoke(main, ["info", str(index_dir)])
     assert "recall targets 0.9" in info.output
+    assert "start radius:" in info.output
     out = tmp_path / "res.bin"
     result = runner.invoke(main, ["search", str(index_dir), str(queries), "--out", str(out),
                                   "--recall-target", "0.9"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["search", str(index_dir), str(queries), "--out", str(out),
+                                  "--recall-target", "0.9", "--start-radius"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(main, ["search", str(index_dir), str(queries), "--out", str(out),
                                   "--recall-target", "0.7"])
@@ -278,3 +288,15 @@ def test_report_compares_learned_and_fixed_termination(tuned, clustered, tmp_pat
     result = CliRunner().invoke(main, ["report", str(path), "--queries", "x.npy", "--gt", "x",
                                        "--recall-target", "1.5"])
     assert result.exit_code == 2 and "every recall target must lie in (0, 1]" in result.output
+
+
+def test_tune_reports_progress_of_the_scan_then_the_searches(clustered_index_dir):
+    calls = []
+    with lshdisk.open(clustered_index_dir) as index:
+        tune(index, [TARGET], k=K, sample=40, seed=1, threads=1,
+             progress=lambda stage, done, total: calls.append((stage, done, total)))
+        n = index.n
+    stages = [c[0] for c in calls]
+    assert stages == sorted(stages)  # "groundtruth" first, then "search"
+    assert calls[stages.index("search") - 1][1:] == (n, n)
+    assert calls[-1] == ("search", 40, 40)
