@@ -3,7 +3,8 @@
 memory cgroup, and report peak memory, time and a search.
 
 Usage: python tools/bench_memory.py [--workdir DIR] [--n 2097152] [--d 128]
-       [--memory 256MiB] [--cgroup-limit 512MiB] [--algorithm qalsh]
+       [--memory 256MiB] [--cgroup-limit 512MiB] [--algorithm qalsh] [--layout source]
+       [--param NAME=VALUE ...]
 
 Generates a clustered float32 .npy of n x d (2,097,152 x 128 = 1 GiB by default) unless it
 exists, then runs ``lshdisk build DATA INDEX --memory M`` as a child process placed in a new
@@ -85,6 +86,9 @@ def main(argv=None):
     ap.add_argument("--memory", default="256MiB")
     ap.add_argument("--cgroup-limit", default="512MiB")
     ap.add_argument("--algorithm", default="qalsh")
+    ap.add_argument("--layout", default="source", help="vector layout (source, partition)")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="a method parameter, passed to lshdisk build (repeatable)")
     args = ap.parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
     data = os.path.join(args.workdir, f"clustered-{args.n}x{args.d}.npy")
@@ -97,7 +101,9 @@ def main(argv=None):
     limit = parse_bytes(args.cgroup_limit)
     cg = make_cgroup(limit)
     cmd = [sys.executable, "-m", "lshdisk.cli", "build", data, index_dir, "--algorithm", args.algorithm,
-           "--memory", args.memory, "-q"]
+           "--memory", args.memory, "--layout", args.layout, "-q"]
+    for item in args.param:
+        cmd += ["--param", item]
     preexec = None
     if cg is not None:
         procs = cg[0]
