@@ -434,10 +434,14 @@ def groundtruth(source, queries, k, out, memory, fmt, dtype, dim, query_format, 
 @click.option("-k", "ks", default="1,10,100", show_default=True, help="Comma-separated k values.")
 @_with_query_options
 @_with_search_options
+@click.option("--start-radius", is_flag=True,
+              help="Start each query's rounds at the radius the index's tuned start model "
+                   "predicts (QALSH, C2LSH; see 'lshdisk tune').")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def evaluate(index_dir, queries, queries_opt, gt_path, gt_format, ks, query_format, query_dtype,
-             cache, max_candidates, termination, recall_target, threads, as_json, quiet):
+             cache, max_candidates, termination, recall_target, threads, start_radius, as_json,
+             quiet):
     """Search QUERIES for each k and report overall ratio, recall and disk cost per query."""
     from .evaluate import evaluate as run
     from .index import open as open_index
@@ -451,6 +455,7 @@ def evaluate(index_dir, queries, queries_opt, gt_path, gt_format, ks, query_form
             gt_D = _load_groundtruth(gt_path, gt_format, q, [index])
             rows = run(index, q, gt_D, ks, threads=threads, max_candidates=max_candidates,
                        termination=termination, recall_target=recall_target,
+                       start_radius=start_radius,
                        progress=lambda done, total: progress("search", done, total))
     except (LshdiskError, StorageError, ValueError, OSError) as exc:
         _fail(exc)

@@ -138,7 +138,7 @@ def check_groundtruth(index, queries, gt_D, gt_I, *, label="the ground truth"):
 
 
 def evaluate(index, queries, gt_D, ks, *, progress=None, threads=None, max_candidates=None,
-             termination=None, recall_target=None):
+             termination=None, recall_target=None, start_radius=False):
     """Search ``queries`` once per k and measure quality and cost.
 
     Parameters
@@ -150,7 +150,7 @@ def evaluate(index, queries, gt_D, ks, *, progress=None, threads=None, max_candi
     ks : sequence of int
     progress : callable, optional
         ``progress(done, total)`` after each query, over all k (total = len(ks) * n_queries).
-    threads, max_candidates, termination, recall_target : optional
+    threads, max_candidates, termination, recall_target, start_radius : optional
         Passed to :meth:`lshdisk.Index.search` (``cpu_ms`` is each query's own thread's CPU
         time; pass ``threads=1`` to measure it on an otherwise idle machine).
 
@@ -167,7 +167,7 @@ def evaluate(index, queries, gt_D, ks, *, progress=None, threads=None, max_candi
             lambda done, _total, base=i * nq: progress(base + done, len(ks) * nq))
         D, _, stats = index.search(queries, k, return_stats=True, progress=step, threads=threads,
                                    max_candidates=max_candidates, termination=termination,
-                                   recall_target=recall_target)
+                                   recall_target=recall_target, start_radius=start_radius)
         mean = stats.mean()
         rows.append({
             "algorithm": index.algorithm,

@@ -105,6 +105,10 @@ def test_tune_stores_a_start_model_that_search_uses(index_dir, clustered, tmp_pa
         assert policy.name == "paper+start"
         D2, I2 = index.search(q, K, threads=1, termination=policy)
         np.testing.assert_array_equal(I2, Is)
+        from lshdisk.evaluate import evaluate
+        row, = evaluate(index, q, clustered.gt_d[:40].astype(np.float32), [K], threads=1,
+                        start_radius=True)
+        assert row["seeks"] == pytest.approx(float(np.mean(sts.seeks)))
 
 
 def test_ilsh_has_no_start_radius(clustered, tmp_path):
