@@ -48,8 +48,9 @@ Deviations and limits
   ``termination="paper"`` is T2 with the round limit. The trace's ``radius`` is p_j, the
   cells probed per table; ``c_radius`` is NaN.
 - Training reads a seeded sample of at most ``train_rows`` rows (and at most a third of the
-  build's memory), in one pass before the hashing pass; the sample's mean, rotation and
-  centroids are kept in the catalog as arrays.
+  build's memory), in one pass before the hashing pass; the PCA uses all of it, each
+  table's k-means a seeded subsample of :data:`ROWS_PER_CENTROID` K rows; the mean,
+  rotation and centroids are kept in the catalog as arrays.
 """
 
 import json
@@ -81,6 +82,9 @@ __all__ = ["KMeansBuilder", "KMeansSearcher", "CACHE_BYTES", "hash_rows", "rank_
 #: Bytes of table pages a query keeps after reading them (per open searcher): pages past
 #: it are read again when needed (counted).
 CACHE_BYTES = 16 << 20
+#: Training rows per centroid of each table's k-means (a subsample of the training sample
+#: when it is larger; faiss caps its k-means at 256 a centroid).
+ROWS_PER_CENTROID = 100
 #: Bytes of one read of consecutive table pages.
 RUN_BUFFER_BYTES = 1 << 20
 _MIB = 1 << 20
@@ -207,8 +211,12 @@ class KMeansBuilder:
         centroids = np.zeros((self.m, self.k, width), dtype=np.float32)
         rng = np.random.default_rng([self.seed, 2])
         inertia = []
+        rows = sub.shape[0]
         for t in range(self.m):
-            x = np.ascontiguousarray(sub[:, t * width:(t + 1) * width])
+            x = sub[:, t * width:(t + 1) * width]
+            if rows > ROWS_PER_CENTROID * k:  # each table's k-means on a subsample of its own
+                x = x[np.sort(rng.choice(rows, size=ROWS_PER_CENTROID * k, replace=False))]
+            x = np.ascontiguousarray(x)
             c, e = kmeans(x, k, p.iterations, rng)
             centroids[t, :k] = c[chain_order(c)]  # near cells get near numbers (and pages)
             if k < self.k:  # fewer rows than cells: the extra cells repeat the last centroid
