@@ -101,7 +101,7 @@ from .metadata import catalog_array
 from .scale import UnitSample, draw_sample_ids
 
 __all__ = ["C2LSHBuilder", "C2LSHSearcher", "TABLES_FILE", "TABLES_KIND", "draw_hash",
-           "b_scale", "bucket_origin"]
+           "b_scale", "bucket_origin", "write_sorted_tables"]
 
 #: Bytes of table pages one planned batch of a round may read ahead (per open searcher).
 RUN_BUFFER_BYTES = 1 << 20
@@ -156,6 +156,61 @@ def bucket_origin(key_min, c):
     while power < -key_min:
         power *= c
     return -power
+
+
+def write_sorted_tables(chunks, writer, m, split, *, total=None, progress=None, add_error=None):
+    """Write m sorted runs (one per hash table) from a sorted stream of (key, id) chunks.
+
+    Parameters
+    ----------
+    chunks : iterable of (ndarray of uint64, ndarray of uint32)
+        The external sort's output, in (table, key) order.
+    writer : storage.sorted_run.SortedRunWriter
+    m : int
+        Tables expected (each a run, in order 0 .. m - 1).
+    split : callable
+        ``split(keys)`` -> (tables int64, run keys int64) of a chunk.
+    total : int, optional
+        Entries expected (n m), for ``progress``.
+    progress : callable, optional
+        ``progress(done, total)`` in entries written.
+    add_error : callable, optional
+        ``add_error(t)`` -> the message of the ValueError raised when the writer refuses
+        table t's keys (their span), else the writer's own error.
+
+    Raises
+    ------
+    RuntimeError
+        If the stream skips a table or holds other than m of them (a bug).
+    """
+    table, n_runs, done = -1, 0, 0
+    for keys, ids in chunks:
+        tables, run_keys = split(keys)
+        cuts = (np.flatnonzero(tables[1:] != tables[:-1]) + 1).tolist()
+        for s, e in zip([0, *cuts], [*cuts, keys.size]):
+            t = int(tables[s])
+            if t != table:
+                if table >= 0:
+                    writer.end_run()
+                    n_runs += 1
+                if t != n_runs:
+                    raise RuntimeError(f"sorted stream skipped table {n_runs}")
+                writer.begin_run()
+                table = t
+            try:
+                writer.add(run_keys[s:e], ids[s:e])
+            except ValueError as exc:
+                if add_error is None:
+                    raise
+                raise ValueError(add_error(t)) from exc
+        done += keys.size
+        if progress is not None:
+            progress(done, total if total is not None else done)
+    if table >= 0:
+        writer.end_run()
+        n_runs += 1
+    if n_runs != m:
+        raise RuntimeError(f"built {n_runs} tables, expected m = {m}")
 
 
 class C2LSHBuilder:
@@ -262,39 +317,20 @@ class C2LSHBuilder:
                                         counter=self.counter)
         bits = id_bits_for(self.n)
         self._writer = writer = SortedRunWriter(pf, id_bits=bits, tmp_dir=self.work_dir)
-        table = -1
-        n_runs = 0
-        done = 0
-        total = self.n * self.m
         try:
-            for keys, ids in self.sorter.sorted_chunks(max_records=self._merge_records):
+            def split(keys):
                 tables = np.empty(keys.size, dtype=np.int64)
                 buckets = np.empty(keys.size, dtype=np.int64)
                 buckets_from_keys(keys, self.b, unit, p.w, tables, buckets)
-                cuts = (np.flatnonzero(tables[1:] != tables[:-1]) + 1).tolist()
-                for s, e in zip([0, *cuts], [*cuts, keys.size]):
-                    t = int(tables[s])
-                    if t != table:
-                        if table >= 0:
-                            writer.end_run()
-                            n_runs += 1
-                        if t != n_runs:
-                            raise RuntimeError(f"sorted stream skipped table {n_runs}")
-                        writer.begin_run()
-                        table = t
-                    try:
-                        writer.add(buckets[s:e], ids[s:e])
-                    except ValueError as exc:
-                        raise ValueError(f"C2LSH table {t}: the buckets of w = {p.w} (data unit "
-                                         f"{unit}) span 2**32 or more; choose a larger w") from exc
-                done += keys.size
-                if progress is not None:
-                    progress(done, total)
-            if table >= 0:
-                writer.end_run()
-                n_runs += 1
-            if n_runs != self.m:
-                raise RuntimeError(f"built {n_runs} tables, expected m = {self.m}")
+                return tables, buckets
+
+            def add_error(t):
+                return (f"C2LSH table {t}: the buckets of w = {p.w} (data unit {unit}) span "
+                        f"2**32 or more; choose a larger w")
+
+            write_sorted_tables(self.sorter.sorted_chunks(max_records=self._merge_records),
+                                writer, self.m, split, total=self.n * self.m, progress=progress,
+                                add_error=add_error)
             runs, directory = writer.finish()
             origin = bucket_origin(min(r.key_min for r in runs), p.c)
             header = {"algorithm": "c2lsh", "m": self.m, "n": self.n, "id_bits": bits,

@@ -71,7 +71,7 @@ from ._kernels.kmeans import (BAD_PAGE, CAP_REACHED, ENTRY, LOG_FULL, NEED_PAGES
                               PageCache, Probe, Walk, absorb_pages, bounds_absorb, bounds_begin,
                               bounds_walk, cell_keys, cell_pages, probe_round, probe_step,
                               reset_cache, split_keys)
-from .c2lsh import TABLES_FILE, TABLES_KIND
+from .c2lsh import TABLES_FILE, TABLES_KIND, write_sorted_tables
 from .errors import CorruptIndexError
 from .learning import (TrainingSample, allocate_subspaces, chain_order, kmeans,
                        nearest_cells, pca, subspace_rotation, training_ids)
@@ -271,32 +271,15 @@ class KMeansBuilder:
                                         counter=self.counter)
         bits = id_bits_for(self.n)
         self._writer = writer = SortedRunWriter(pf, id_bits=bits, tmp_dir=self.work_dir)
-        table, n_runs, done, total = -1, 0, 0, self.n * self.m
         try:
-            for keys, ids in self.sorter.sorted_chunks(max_records=self._merge_records):
+            def split(keys):
                 tables = np.empty(keys.size, dtype=np.int64)
                 cells = np.empty(keys.size, dtype=np.int64)
                 split_keys(keys, tables, cells)
-                cuts = (np.flatnonzero(tables[1:] != tables[:-1]) + 1).tolist()
-                for s, e in zip([0, *cuts], [*cuts, keys.size]):
-                    t = int(tables[s])
-                    if t != table:
-                        if table >= 0:
-                            writer.end_run()
-                            n_runs += 1
-                        if t != n_runs:
-                            raise RuntimeError(f"sorted stream skipped table {n_runs}")
-                        writer.begin_run()
-                        table = t
-                    writer.add(cells[s:e], ids[s:e])
-                done += keys.size
-                if progress is not None:
-                    progress(done, total)
-            if table >= 0:
-                writer.end_run()
-                n_runs += 1
-            if n_runs != self.m:
-                raise RuntimeError(f"built {n_runs} tables, expected m = {self.m}")
+                return tables, cells
+
+            write_sorted_tables(self.sorter.sorted_chunks(max_records=self._merge_records),
+                                writer, self.m, split, total=self.n * self.m, progress=progress)
             runs, directory = writer.finish()
             header = {"algorithm": "kmeans", "m": self.m, "n": self.n, "id_bits": bits,
                       "directory": directory.to_dict()}

@@ -463,7 +463,8 @@ def all_counted(state, key_min, key_max, tcount):
 
 
 @numba.njit(cache=True, nogil=True)
-def _data_pages(block):
+def all_data_pages(block):
+    """True if every row of ``block`` (pages, uint8) is a sorted-run data page."""
     for i in range(block.shape[0]):
         if block[i, 0] != DATA_PAGE:
             return False
@@ -536,7 +537,7 @@ def scan_round(t_start, raw, radius, origin, tables, pos, counting, l, ahead, lo
                 err[0], err[1], err[2] = page_no, count, t_at
                 return READ_ERROR, t_at
             log_run(log, page_no, count)
-            if not _data_pages(block):
+            if not all_data_pages(block):
                 err[0], err[1], err[2] = page_no, count, t_at
                 return BAD_PAGE, t_at
             status = absorb(status, t_at, radius, origin, block, first, pos, counting, l)

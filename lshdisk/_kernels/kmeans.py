@@ -19,9 +19,9 @@ import numba
 import numpy as np
 
 from storage import log_run, read_raw_runs
-from storage.sorted_run import DATA_PAGE, decode_ids, entry_range
+from storage.sorted_run import decode_ids, entry_range
 
-from .c2lsh import count_ids
+from .c2lsh import all_data_pages, count_ids
 
 TABLE, RANK, ENTRY, RANK0, RANK1 = 0, 1, 2, 3, 4
 PROBE_FIELDS = 5
@@ -107,6 +107,16 @@ def reset_cache(cache):
     n_held[0] = 0
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _uncached_run(slot, e, last, max_run):
+    """Pages from directory entry e (not held) up to the next held one, ``last`` or
+    ``max_run`` of them: how many."""
+    e2 = e + 1
+    while e2 <= last and e2 - e < max_run and slot[e2] < 0:
+        e2 += 1
+    return e2 - e
+
+
 @numba.njit(cache=True, nogil=True)
 def probe_step(tables, probe, cache, counting, l, max_run):
     """Count the cells of the round (ranks RANK0 .. RANK1 - 1 of every table) from the probe
@@ -134,10 +144,7 @@ def probe_step(tables, probe, cache, counting, l, max_run):
             while e <= last:
                 s = slot[e]
                 if s < 0:
-                    e2 = e + 1
-                    while e2 <= last and e2 - e < max_run and slot[e2] < 0:
-                        e2 += 1
-                    request[0], request[1] = e, e2 - e
+                    request[0], request[1] = e, _uncached_run(slot, e, last, max_run)
                     state[TABLE], state[RANK], state[ENTRY] = t, r, e
                     return NEED_PAGES
                 e0, e1 = entry_range(pages[s], c, c)
@@ -179,14 +186,6 @@ def absorb_pages(block, tables, probe, cache, counting, l):
 
 
 @numba.njit(cache=True, nogil=True)
-def _data_pages(block):
-    for i in range(block.shape[0]):
-        if block[i, 0] != DATA_PAGE:
-            return False
-    return True
-
-
-@numba.njit(cache=True, nogil=True)
 def probe_round(raw, tables, probe, cache, counting, l, run_buf, log, err):
     """One round of :func:`probe_step`, reading the pages it asks for through ``raw`` (a
     :class:`storage.RawReader`) and logging them in ``log`` (a :data:`storage.RunLog`) for
@@ -217,7 +216,7 @@ def probe_round(raw, tables, probe, cache, counting, l, run_buf, log, err):
         if not read_raw_runs(raw, pages, request[1:2], block):
             err[0], err[1] = pages[0], count
             return READ_ERROR
-        if not _data_pages(block):
+        if not all_data_pages(block):
             err[0], err[1] = pages[0], count
             return BAD_PAGE
         log_run(log, pages[0], count)
@@ -293,10 +292,7 @@ def bounds_walk(tables, probe, cache, counts, l, d2, walk, request, scratch, sco
             while e <= last:
                 s = slot[e]
                 if s < 0:
-                    e2 = e + 1
-                    while e2 <= last and e2 - e < max_run and slot[e2] < 0:
-                        e2 += 1
-                    request[0], request[1] = e, e2 - e
+                    request[0], request[1] = e, _uncached_run(slot, e, last, max_run)
                     ws[0], ws[1], ws[2] = t, r, e
                     return NEED_PAGES
                 _add_bounds(pages[s], c, delta, counts, l, scratch, score)
