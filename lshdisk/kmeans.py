@@ -75,7 +75,7 @@ from .c2lsh import TABLES_FILE, TABLES_KIND, write_sorted_tables
 from .errors import CorruptIndexError
 from .learning import (TrainingSample, allocate_subspaces, chain_order, kmeans,
                        nearest_cells, pca, subspace_rotation, training_ids)
-from .metadata import catalog_array
+from .metadata import TABLE_COLUMNS, catalog_array
 
 __all__ = ["KMeansBuilder", "KMeansSearcher", "CACHE_BYTES", "hash_rows", "rank_cells"]
 
@@ -297,9 +297,7 @@ class KMeansBuilder:
                                      "allocation, k-means per subspace"},
             "training": self._training,
             "id_bits": bits,
-            "tables": {name: [getattr(r, name) for r in runs]
-                       for name in ("first_page", "n_pages", "n_entries", "key_min", "key_max",
-                                    "dir_entry")},
+            "tables": {name: [getattr(r, name) for r in runs] for name in TABLE_COLUMNS},
             "directory": directory.to_dict(),
         }
 
