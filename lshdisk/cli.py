@@ -208,7 +208,7 @@ def main():
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A further parameter of the method, repeatable; kmeans: m (tables, default "
                    "16), centroids (per table, 256), l (collision threshold, 4), probes (cells "
-                   "per table in the first round, 1), train_rows (200000), iterations (20); "
+                   "per table in the first round, 1), train_rows (200000), iterations (10); "
                    "pca: m (QALSH's m for c, at most d), l and share (calibrated: w so that "
                    "this share of true neighbours collide, QALSH's p1 by default), "
                    "train_rows; neoph: those, hidden (128), steps (300).")

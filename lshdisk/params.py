@@ -288,7 +288,7 @@ def c2lsh_params(n, *, c=2, delta=0.01, beta=None, w=1.0):
 
 #: The defaults: 16 tables of 256 centroids, threshold 4, one probe per table first.
 KMEANS_DEFAULTS = {"m": 16, "centroids": 256, "l": 4, "probes": 1, "pool": 1,
-                   "train_rows": 200_000, "iterations": 20}
+                   "train_rows": 200_000, "iterations": 10}
 #: Centroid ids are stored in 16 bits of the tables' sort keys.
 _KMEANS_MAX_CENTROIDS = 65536
 
