@@ -97,11 +97,11 @@ from ._kernels.c2lsh import (BAD_PAGE, CAP_REACHED, LOG_FULL, PLAN_MISMATCH, REA
 from ._kernels.counting import FLOOR, N_TOUCHED, new_counting, reset_counts, safe_tables
 from ._kernels.projection import project_one, project_rows
 from .errors import CorruptIndexError
-from .metadata import catalog_array
+from .metadata import TABLE_COLUMNS, catalog_array
 from .scale import UnitSample, draw_sample_ids
 
 __all__ = ["C2LSHBuilder", "C2LSHSearcher", "TABLES_FILE", "TABLES_KIND", "draw_hash",
-           "b_scale", "bucket_origin", "write_sorted_tables"]
+           "b_scale", "bucket_origin", "write_tables_file", "table_columns"]
 
 #: Bytes of table pages one planned batch of a round may read ahead (per open searcher).
 RUN_BUFFER_BYTES = 1 << 20
@@ -158,60 +158,91 @@ def bucket_origin(key_min, c):
     return -power
 
 
-def write_sorted_tables(chunks, writer, m, split, *, total=None, progress=None, add_error=None):
-    """Write m sorted runs (one per hash table) from a sorted stream of (key, id) chunks.
+def write_tables_file(work_dir, *, algorithm, n, m, page_size, chunks, split, counter=None,
+                      progress=None, add_error=None):
+    """Write ``tables.pages``: m sorted runs (one per hash table) from a sorted stream of
+    (key, id) chunks, then the run directory and the header; the file is closed (and the
+    writer's spill file removed) whatever happens.
 
     Parameters
     ----------
+    work_dir : str
+        The (temporary) index directory; the directory spill file goes there too.
+    algorithm : str
+        Named in the file's header.
+    n, m : int
+        Points and tables (each table a run of n entries, in order 0 .. m - 1).
+    page_size : int
     chunks : iterable of (ndarray of uint64, ndarray of uint32)
         The external sort's output, in (table, key) order.
-    writer : storage.sorted_run.SortedRunWriter
-    m : int
-        Tables expected (each a run, in order 0 .. m - 1).
     split : callable
         ``split(keys)`` -> (tables int64, run keys int64) of a chunk.
-    total : int, optional
-        Entries expected (n m), for ``progress``.
+    counter : storage.IOCounter, optional
     progress : callable, optional
-        ``progress(done, total)`` in entries written.
+        ``progress(done, n m)`` in entries written.
     add_error : callable, optional
         ``add_error(t)`` -> the message of the ValueError raised when the writer refuses
         table t's keys (their span), else the writer's own error.
+
+    Returns
+    -------
+    runs : list of storage.sorted_run.RunInfo
+    directory : storage.sorted_run.DirectoryInfo
+    id_bits : int
 
     Raises
     ------
     RuntimeError
         If the stream skips a table or holds other than m of them (a bug).
     """
-    table, n_runs, done = -1, 0, 0
-    for keys, ids in chunks:
-        tables, run_keys = split(keys)
-        cuts = (np.flatnonzero(tables[1:] != tables[:-1]) + 1).tolist()
-        for s, e in zip([0, *cuts], [*cuts, keys.size]):
-            t = int(tables[s])
-            if t != table:
-                if table >= 0:
-                    writer.end_run()
-                    n_runs += 1
-                if t != n_runs:
-                    raise RuntimeError(f"sorted stream skipped table {n_runs}")
-                writer.begin_run()
-                table = t
-            try:
-                writer.add(run_keys[s:e], ids[s:e])
-            except ValueError as exc:
-                if add_error is None:
-                    raise
-                raise ValueError(add_error(t)) from exc
-        done += keys.size
-        if progress is not None:
-            progress(done, total if total is not None else done)
-    if table >= 0:
-        writer.end_run()
-        n_runs += 1
-    if n_runs != m:
-        raise RuntimeError(f"built {n_runs} tables, expected m = {m}")
+    pf = PageFile.create(os.path.join(work_dir, TABLES_FILE), kind=TABLES_KIND,
+                         page_size=page_size, counter=counter)
+    writer = None
+    try:
+        bits = id_bits_for(n)
+        writer = SortedRunWriter(pf, id_bits=bits, tmp_dir=work_dir)
+        table, n_runs, done, total = -1, 0, 0, n * m
+        for keys, ids in chunks:
+            tables, run_keys = split(keys)
+            cuts = (np.flatnonzero(tables[1:] != tables[:-1]) + 1).tolist()
+            for s, e in zip([0, *cuts], [*cuts, keys.size]):
+                t = int(tables[s])
+                if t != table:
+                    if table >= 0:
+                        writer.end_run()
+                        n_runs += 1
+                    if t != n_runs:
+                        raise RuntimeError(f"sorted stream skipped table {n_runs}")
+                    writer.begin_run()
+                    table = t
+                try:
+                    writer.add(run_keys[s:e], ids[s:e])
+                except ValueError as exc:
+                    if add_error is None:
+                        raise
+                    raise ValueError(add_error(t)) from exc
+            done += keys.size
+            if progress is not None:
+                progress(done, total)
+        if table >= 0:
+            writer.end_run()
+            n_runs += 1
+        if n_runs != m:
+            raise RuntimeError(f"built {n_runs} tables, expected m = {m}")
+        runs, directory = writer.finish()
+        header = {"algorithm": algorithm, "m": m, "n": n, "id_bits": bits,
+                  "directory": directory.to_dict()}
+        pf.finalize(json.dumps(header, sort_keys=True).encode())
+    finally:
+        pf.close()
+        if writer is not None:
+            writer.abort()
+    return runs, directory, bits
 
+
+def table_columns(runs):
+    """The per-table lists of the index document (:data:`lshdisk.metadata.TABLE_COLUMNS`)."""
+    return {name: [getattr(r, name) for r in runs] for name in TABLE_COLUMNS}
 
 class C2LSHBuilder:
     """Streams data chunks into m sorted hash tables of (bucket, id), within a memory budget.
@@ -262,8 +293,6 @@ class C2LSHBuilder:
         self.sorter = ExternalSorter(work_dir, memory_limit_bytes=sorter_bytes)
         # Merge chunks: keys, tables, buckets, ids and the writer's copies, ~64 bytes a record.
         self._merge_records = int(max(1024, min(1 << 16, self._reserve // 64)))
-        self._writer = None
-        self._pf = None
 
     def chunk_bytes_per_row(self, itemsize):
         """Bytes of temporaries per data row in :meth:`add_chunk`: the row, its m float32
@@ -312,37 +341,25 @@ class C2LSHBuilder:
         unit, unit_info = self._sample.unit(self.n, p.c, self._given_unit)
         scale = b_scale(self._t_abs, unit, self.d, p.c, p.w)
         self.b = self._b_fraction * scale
-        path = os.path.join(self.work_dir, TABLES_FILE)
-        self._pf = pf = PageFile.create(path, kind=TABLES_KIND, page_size=self.page_size,
-                                        counter=self.counter)
-        bits = id_bits_for(self.n)
-        self._writer = writer = SortedRunWriter(pf, id_bits=bits, tmp_dir=self.work_dir)
+        def split(keys):
+            tables = np.empty(keys.size, dtype=np.int64)
+            buckets = np.empty(keys.size, dtype=np.int64)
+            buckets_from_keys(keys, self.b, unit, p.w, tables, buckets)
+            return tables, buckets
+
+        def add_error(t):
+            return (f"C2LSH table {t}: the buckets of w = {p.w} (data unit {unit}) span "
+                    f"2**32 or more; choose a larger w")
+
         try:
-            def split(keys):
-                tables = np.empty(keys.size, dtype=np.int64)
-                buckets = np.empty(keys.size, dtype=np.int64)
-                buckets_from_keys(keys, self.b, unit, p.w, tables, buckets)
-                return tables, buckets
-
-            def add_error(t):
-                return (f"C2LSH table {t}: the buckets of w = {p.w} (data unit {unit}) span "
-                        f"2**32 or more; choose a larger w")
-
-            write_sorted_tables(self.sorter.sorted_chunks(max_records=self._merge_records),
-                                writer, self.m, split, total=self.n * self.m, progress=progress,
-                                add_error=add_error)
-            runs, directory = writer.finish()
-            origin = bucket_origin(min(r.key_min for r in runs), p.c)
-            header = {"algorithm": "c2lsh", "m": self.m, "n": self.n, "id_bits": bits,
-                      "directory": directory.to_dict()}
-            pf.finalize(json.dumps(header, sort_keys=True).encode())
+            runs, directory, bits = write_tables_file(
+                self.work_dir, algorithm="c2lsh", n=self.n, m=self.m, page_size=self.page_size,
+                chunks=self.sorter.sorted_chunks(max_records=self._merge_records), split=split,
+                counter=self.counter, progress=progress, add_error=add_error)
         finally:
-            pf.close()
             self.sorter.close()
-            writer.abort()
-        tables_meta = {name: [getattr(r, name) for r in runs]
-                       for name in ("first_page", "n_pages", "n_entries", "key_min", "key_max",
-                                    "dir_entry")}
+        origin = bucket_origin(min(r.key_min for r in runs), p.c)
+        tables_meta = table_columns(runs)
         return {
             "files": {"tables": TABLES_FILE},
             "hash": {"a": "c2lsh/a", "b": "c2lsh/b", "shape": [self.m, self.d],
@@ -359,12 +376,8 @@ class C2LSHBuilder:
         }
 
     def abort(self):
-        """Release the sorter's run files and the writer's spill file."""
+        """Release the sorter's run files (:meth:`finish` closes its own files)."""
         self.sorter.close()
-        if self._writer is not None:
-            self._writer.abort()
-        if self._pf is not None:
-            self._pf.close()
 
 
 class C2LSHSearcher:

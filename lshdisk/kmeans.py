@@ -53,29 +53,27 @@ Deviations and limits
   rotation and centroids are kept in the catalog as arrays.
 """
 
-import json
 import math
-import os
 import time
 
 import numpy as np
 
-from storage import PageFile, id_bits_for, new_run_log
+from storage import new_run_log
 from storage.extsort import MIN_MEMORY_LIMIT_BYTES, ExternalSorter
-from storage.sorted_run import (MAX_PAGE_ENTRIES, DirectoryInfo, SortedRunWriter,
-                                check_data_pages, directory_entries_per_page, read_directory)
+from storage.sorted_run import (MAX_PAGE_ENTRIES, DirectoryInfo, check_data_pages,
+                                directory_entries_per_page, read_directory)
 from ._kernels.counting import (CAP, MAX_COUNT, N_CANDS, N_ENTRIES, N_TOUCHED, NUMS_FIELDS,
                                 Counting, new_counting, reset_counts, start_counting)
 from ._kernels.kmeans import (BAD_PAGE, CAP_REACHED, ENTRY, LOG_FULL, NEED_PAGES, PROBE_FIELDS,
-                              RANK, RANK0, RANK1, READ_ERROR, ROUND_DONE, TABLE, CellTables,
+                              RANK, RANK0, RANK1, ROUND_DONE, TABLE, CellTables,
                               PageCache, Probe, Walk, absorb_pages, bounds_absorb, bounds_begin,
                               bounds_walk, cell_keys, cell_pages, probe_round, probe_step,
                               reset_cache, split_keys)
-from .c2lsh import TABLES_FILE, TABLES_KIND, write_sorted_tables
+from .c2lsh import TABLES_FILE, TABLES_KIND, table_columns, write_tables_file
 from .errors import CorruptIndexError
 from .learning import (TrainingSample, allocate_subspaces, chain_order, kmeans,
                        nearest_cells, pca, subspace_rotation, training_ids)
-from .metadata import TABLE_COLUMNS, catalog_array
+from .metadata import catalog_array
 
 __all__ = ["KMeansBuilder", "KMeansSearcher", "CACHE_BYTES", "hash_rows", "rank_cells"]
 
@@ -184,7 +182,6 @@ class KMeansBuilder:
         self._merge_records = 1 << 16
         self.mean = self.rotation = self.centroids = self._sq_norms = None
         self._training = None
-        self._writer = self._pf = None
 
     # -------------------------------------------------------------- training
     def training_ids(self):
@@ -266,28 +263,19 @@ class KMeansBuilder:
     def finish(self, progress=None):
         """Merge the sorted entries into ``tables.pages`` (one sorted run per table, then the
         directory); returns the method's JSON-ready metadata."""
-        path = os.path.join(self.work_dir, TABLES_FILE)
-        self._pf = pf = PageFile.create(path, kind=TABLES_KIND, page_size=self.page_size,
-                                        counter=self.counter)
-        bits = id_bits_for(self.n)
-        self._writer = writer = SortedRunWriter(pf, id_bits=bits, tmp_dir=self.work_dir)
-        try:
-            def split(keys):
-                tables = np.empty(keys.size, dtype=np.int64)
-                cells = np.empty(keys.size, dtype=np.int64)
-                split_keys(keys, tables, cells)
-                return tables, cells
+        def split(keys):
+            tables = np.empty(keys.size, dtype=np.int64)
+            cells = np.empty(keys.size, dtype=np.int64)
+            split_keys(keys, tables, cells)
+            return tables, cells
 
-            write_sorted_tables(self.sorter.sorted_chunks(max_records=self._merge_records),
-                                writer, self.m, split, total=self.n * self.m, progress=progress)
-            runs, directory = writer.finish()
-            header = {"algorithm": "kmeans", "m": self.m, "n": self.n, "id_bits": bits,
-                      "directory": directory.to_dict()}
-            pf.finalize(json.dumps(header, sort_keys=True).encode())
+        try:
+            runs, directory, bits = write_tables_file(
+                self.work_dir, algorithm="kmeans", n=self.n, m=self.m, page_size=self.page_size,
+                chunks=self.sorter.sorted_chunks(max_records=self._merge_records), split=split,
+                counter=self.counter, progress=progress)
         finally:
-            pf.close()
             self.sorter.close()
-            writer.abort()
         return {
             "files": {"tables": TABLES_FILE},
             "hash": {"a": "kmeans/rotation", "mean": "kmeans/mean",
@@ -297,17 +285,13 @@ class KMeansBuilder:
                                      "allocation, k-means per subspace"},
             "training": self._training,
             "id_bits": bits,
-            "tables": {name: [getattr(r, name) for r in runs] for name in TABLE_COLUMNS},
+            "tables": table_columns(runs),
             "directory": directory.to_dict(),
         }
 
     def abort(self):
-        """Release the sorter's run files and the writer's spill file."""
+        """Release the sorter's run files (:meth:`finish` closes its own files)."""
         self.sorter.close()
-        if self._writer is not None:
-            self._writer.abort()
-        if self._pf is not None:
-            self._pf.close()
 
 
 class KMeansSearcher:
