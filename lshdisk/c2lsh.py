@@ -281,6 +281,7 @@ class C2LSHBuilder:
         self.counter = counter
         self.a, self._b_fraction, self._sample_ids = draw_hash(seed, self.m, d, n)
         self.b = None
+        self._adopted_scale = None
         sample_bytes = UnitSample.bytes_needed(n, d)
         self._reserve = max(_MIB, min(memory_limit_bytes // 4, 8 * _MIB))
         sorter_bytes = memory_limit_bytes - sample_bytes - self._reserve
@@ -306,6 +307,32 @@ class C2LSHBuilder:
         if self.b is not None:
             out["c2lsh/b"] = self.b
         return out
+
+    def adopt(self, doc, arrays):
+        """Hash with an existing index's a and b instead of this seed's and the data's (a
+        segment of that index, :mod:`lshdisk.segments`): b is kept as it is, not scaled to
+        this data's largest coordinate; give the index's unit as ``unit`` at construction.
+
+        Parameters
+        ----------
+        doc : dict
+            The index document (``hash.a``, ``hash.b``, ``hash.b_max`` name and scale them).
+        arrays : dict of ndarray
+            Its catalog arrays.
+
+        Raises
+        ------
+        CorruptIndexError
+            If an array is missing or of another shape.
+        """
+        a = np.ascontiguousarray(catalog_array(arrays, doc["hash"]["a"]), dtype=np.float32)
+        b = np.ascontiguousarray(catalog_array(arrays, doc["hash"]["b"]), dtype=np.float64)
+        if a.shape != (self.m, self.d) or b.shape != (self.m,):
+            raise CorruptIndexError(f"index metadata: the hash functions have shapes {a.shape} "
+                                    f"and {b.shape}, expected ({self.m}, {self.d}) and "
+                                    f"({self.m},): rebuild the index")
+        self.a, self.b = a, b
+        self._adopted_scale = float(doc["hash"]["b_max"])
 
     def add_chunk(self, start, rows, source_ids=None):
         """Project ``rows`` ((c, d), storage dtype) of points ``start .. start+c-1`` and queue
@@ -339,8 +366,11 @@ class C2LSHBuilder:
         """
         p = self.params
         unit, unit_info = self._sample.unit(self.n, p.c, self._given_unit)
-        scale = b_scale(self._t_abs, unit, self.d, p.c, p.w)
-        self.b = self._b_fraction * scale
+        if self._adopted_scale is None:
+            scale = b_scale(self._t_abs, unit, self.d, p.c, p.w)
+            self.b = self._b_fraction * scale
+        else:  # another index's b, as it is
+            scale = self._adopted_scale
         def split(keys):
             tables = np.empty(keys.size, dtype=np.int64)
             buckets = np.empty(keys.size, dtype=np.int64)

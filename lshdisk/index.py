@@ -37,13 +37,14 @@ from .learned_termination import MODEL_DOC, LearnedBudget, TerminationModel
 from .layout import IDS_FILE, SLOTS_FILE, PartitionLayout, check_layout
 from .learning import TrainingSample, training_ids
 from .metadata import INDEX_FORMAT, INDEX_VERSION, IndexMeta
+from .segments import MANIFEST_DOC, read_id_file, read_manifest
 from .search import RoundSearch, SearchOptions
 from .termination import termination_policy
 from .vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
 from .verify import check_file, seal_build, verify_index
 from ._units import parse_bytes
 
-__all__ = ["build", "open", "Index", "SearchStats", "ALGORITHMS", "INDEX_FORMAT",
+__all__ = ["build", "open", "Index", "SearchStats", "HashBase", "ALGORITHMS", "INDEX_FORMAT",
            "INDEX_VERSION"]
 
 #: Registered method names (:mod:`lshdisk.registry`).
@@ -199,11 +200,15 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
     parent = os.path.dirname(index_dir)
     if not os.path.isdir(parent):
         raise FileNotFoundError(f"the parent directory of {index_dir} does not exist: create it first")
+    explicit = {k: v for k, v in (("delta", delta), ("beta", beta), ("w", w)) if v is not None}
+    explicit.update(options or {})
+    arguments = {"c": c, "preset": preset, "overrides": explicit, "unit": unit,
+                 "layout": layout}
     with durable.TargetLock(index_dir) as lock:
         durable.remove_leftovers(parent, holding=lock)
         _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes, seed, unit,
                       progress, format, dtype, dim, preset, params_fn, builder_cls, overrides,
-                      layout)
+                      layout, arguments=arguments)
     return Index(index_dir)
 
 
@@ -218,15 +223,41 @@ def _space_needed(n, d, itemsize, m, page_size, memory_limit_bytes):
     return vectors + tables + spill + 8 * m * d + (1 << 20)
 
 
+@dataclass(frozen=True, slots=True)
+class HashBase:
+    """The hash functions and parameters of an existing index, for a segment built with them
+    (:mod:`lshdisk.updates`): its document, catalog arrays, parameters and data unit."""
+
+    doc: dict
+    arrays: dict
+    params: object
+    unit: float | None
+
+    @classmethod
+    def of(cls, index):
+        """Those of the open ``index``'s first segment."""
+        unit = index.meta.get("unit")
+        return cls(doc=index.meta, arrays=index._arrays, params=index.params,
+                   unit=None if not isinstance(unit, dict) else float(unit["u"]))
+
+
 def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes, seed, unit,
                   progress, format, dtype, dim, preset, params_fn, builder_cls, overrides,
-                  layout="source"):
-    """The body of :func:`build`, run while the target's lock is held."""
+                  layout="source", *, arguments=None, base=None, extra=None, src=None):
+    """The body of :func:`build`, run while the target's lock is held.
+
+    ``arguments``: the build's own arguments, recorded for a compaction to repeat; ``base``:
+    a :class:`HashBase` whose hash functions and parameters the build uses instead of drawing
+    or training its own (a segment); ``extra(work, meta)``: called before the files are
+    sealed, may write files into ``work`` and add them to ``meta``, returns catalog
+    documents to store beside the index document; ``src``: an open source to read (and
+    close) instead of opening ``source``."""
     parent = os.path.dirname(index_dir)
     started = time.perf_counter()
-    src = open_source(source, format=format, dtype=dtype, dim=dim)
+    if src is None:
+        src = open_source(source, format=format, dtype=dtype, dim=dim)
     try:
-        params = params_fn(src.n, c=c, **overrides)
+        params = base.params if base is not None else params_fn(src.n, c=c, **overrides)
         needed = _space_needed(src.n, src.d, src.dtype.itemsize, params.m, page_size,
                                memory_limit_bytes)
         if layout == "partition":  # the temporary copy of the rows and the two id maps
@@ -247,7 +278,11 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
         builder = builder_cls(work, n=src.n, d=src.d, params=params, seed=int(seed),
                               page_size=page_size,
                               memory_limit_bytes=int(share * memory_limit_bytes),
-                              counter=counter, unit=None if unit == "auto" else unit)
+                              counter=counter,
+                              unit=(base.unit if base is not None else
+                                    None if unit == "auto" else unit))
+        if base is not None:
+            builder.adopt(base.doc, base.arrays)
         arranger = None
         if layout == "partition":
             arranger = PartitionLayout(work, n=src.n, d=src.d, dtype=src.dtype,
@@ -257,7 +292,7 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
         per_row = builder.chunk_bytes_per_row(src.dtype.itemsize)
         chunk_rows = max(1, int(0.15 * memory_limit_bytes) // per_row)
         train_seconds = None
-        learned = hasattr(builder, "fit")
+        learned = hasattr(builder, "fit") and base is None
         if learned or arranger is not None:  # one pass for the training sample
             t_train = time.perf_counter()
             ids = builder.training_ids() if learned else training_ids(seed, src.n,
@@ -312,17 +347,22 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
         }
         if train_seconds is not None:
             meta["build"]["train_seconds"] = train_seconds
+        if arguments is not None:
+            meta["build"]["arguments"] = arguments
         meta.update(structure)
         meta["files"] = dict(structure["files"], vectors=VECTORS_FILE)
         if arranger is not None:
             meta["layout"] = arranger.meta()
             meta["files"].update(ids=IDS_FILE, slots=SLOTS_FILE)
+        documents = extra(work, meta) if extra is not None else {}
         meta.update(seal_build(work, meta))
         durable.fault_point("build:sealed")
         catalog = Catalog.create(os.path.join(work, CATALOG_DIR))
         try:
             for name, array in builder.arrays().items():
                 catalog.put_array(name, array)
+            for name, doc in documents.items():
+                catalog.put_json(name, doc)
             catalog.put_json("index", meta)
         finally:
             catalog.close()
@@ -385,6 +425,30 @@ def _is_model_entry(name):
     return name == MODEL_DOC or name.startswith(MODEL_DOC + "/")
 
 
+def _read_catalog(path, root=False):
+    """(index document, method arrays) of the catalog in ``path``; with ``root``, also the
+    termination model's document and arrays and the segment manifest."""
+    try:
+        with Catalog.open(os.path.join(path, CATALOG_DIR)) as catalog:
+            meta = catalog.get_json("index")
+            names = catalog.names()
+            arrays = {name: catalog.get_array(name) for name in names
+                      if name not in ("index", MANIFEST_DOC) and not _is_model_entry(name)}
+            if not root:
+                return meta, arrays
+            model_doc = catalog.get_json(MODEL_DOC) if MODEL_DOC in names else None
+            model_arrays = {name: catalog.get_array(name) for name in names
+                            if name.startswith(MODEL_DOC + "/")}
+            n = meta.get("dataset", {}).get("n") if isinstance(meta, dict) else None
+            manifest = read_manifest(catalog, n if isinstance(n, int) else 0, path)
+    except CorruptCatalogError as exc:
+        raise CorruptIndexError(str(exc)) from exc
+    except (StorageError, KeyError) as exc:
+        raise NotAnIndexError(f"{path} is not a readable lshdisk index ({exc}); rebuild "
+                              f"it with 'lshdisk build'") from exc
+    return meta, arrays, model_doc, model_arrays, manifest
+
+
 def open(index_dir, *, cache_bytes=0, termination_model=True):  # noqa: A001 - as faiss.read_index
     """Open an index for searching.
 
@@ -408,6 +472,51 @@ def open(index_dir, *, cache_bytes=0, termination_model=True):  # noqa: A001 - a
         If ``index_dir`` does not hold an lshdisk index.
     """
     return Index(index_dir, cache_bytes=cache_bytes, termination_model=termination_model)
+
+
+def _search_segments(reader, q, options):
+    """Search one query over every segment of ``reader`` (one counter, so one head) and
+    merge: each segment's top k live points, mapped to ids (their maps' pages counted),
+    then the k best of those.
+
+    Returns
+    -------
+    sq : float64 (c,), ids : int64 (c,), order : int64 (<= k,)
+        Merged squared distances and ids, and the positions of the k best.
+    trace : TRACE_DTYPE array or None
+        The segments' rounds one after the other.
+    rounds : int
+    kept : list of (part, sq, slots)
+        Per segment, the live points verified (:func:`_segment_candidates` maps them).
+    """
+    k = options.k
+    sqs, gids, traces, kept = [], [], [], []
+    rounds = 0
+    for part in reader.parts:
+        sq, slots, tr, r = part.loop.search_one(q, options)
+        rounds += r
+        dead = part.segment.dead
+        if dead is not None:  # (verification skipped them: their distance is +inf)
+            live = ~dead[slots]
+            sq, slots = sq[live], slots[live]
+        order = np.lexsort((slots, sq))[:k]
+        sqs.append(sq[order])
+        gids.append(part.ids_of(slots[order]))
+        kept.append((part, sq, slots))
+        if tr is not None:
+            traces.append(tr)
+    sq = np.concatenate(sqs)
+    ids = np.concatenate(gids)
+    order = np.lexsort((ids, sq))[:k]
+    trace = np.concatenate(traces) if traces else None
+    return sq, ids, order, trace, rounds, kept
+
+
+def _segment_candidates(kept):
+    """(ids int64, distances float32) of the verified live points ``kept`` by
+    :func:`_search_segments` (their maps' pages read now, after the query's counts)."""
+    return (np.concatenate([p.ids_of(s) for p, _, s in kept]),
+            np.sqrt(np.concatenate([d for _, d, _ in kept])).astype(np.float32))
 
 
 @dataclass(frozen=True, slots=True)
@@ -455,39 +564,121 @@ class SearchStats:
                 for k in self.__slots__}
 
 
+class _ReaderPart:
+    """One segment's view inside a reader: its vector store, slot -> local id map (a
+    partition layout), local id -> id map (a compacted segment that dropped ids), search
+    loop and segment."""
+
+    __slots__ = ("vectors", "id_map", "global_map", "loop", "segment")
+
+    def __init__(self, vectors, id_map, global_map, loop, segment):
+        self.vectors, self.id_map, self.global_map = vectors, id_map, global_map
+        self.loop, self.segment = loop, segment
+
+    def ids_of(self, slots):
+        """Ids of the points in rows ``slots`` (int64 (c,)) of this segment's vector file
+        (the maps' pages read through the reader's counter)."""
+        local = slots if self.id_map is None else self.id_map.fetch(slots)[:, 0]
+        if self.global_map is not None:
+            return self.global_map.fetch(local)[:, 0]
+        return local + self.segment.entry.id_start
+
+
 class _Reader:
     """One thread's view of an open index: its own page-file handles (one shared buffer
-    pool), I/O counter, vector store, searcher state and search loop. Used by one thread at
-    a time."""
+    pool), one I/O counter over every segment's files, and per segment a vector store,
+    searcher state and search loop. Used by one thread at a time."""
 
     def __init__(self, index):
         self.counter = IOCounter()
         self.files = []
+        self.generation = index._generation
+        self.parts = []
         try:
-            files = index.metadata.files
-            vec_file = self._open_file(index, files["vectors"], VECTORS_KIND)
-            self.vectors = VectorStore(vec_file)
+            for seg in index._segments:
+                files = seg.metadata.files
+
+                def open_file(name, kind, seg=seg):
+                    return self._open_file(seg, name, kind)
+
+                vectors = VectorStore(open_file(files["vectors"], VECTORS_KIND))
+                id_map = (VectorStore(open_file(files["ids"], VECTORS_KIND))
+                          if "ids" in files else None)
+                global_map = (VectorStore(open_file(files["global_ids"], VECTORS_KIND))
+                              if seg.entry.id_map is not None else None)
+                searcher = seg.method.searcher(open_file, seg.metadata.method, seg.arrays,
+                                               seg.params, vectors.n)
+                loop = RoundSearch(searcher, vectors, self.counter, seg.params.beta,
+                                   dead=seg.dead)
+                self.parts.append(_ReaderPart(vectors, id_map, global_map, loop, seg))
+            first = self.parts[0]
+            self.vectors, self.search = first.vectors, first.loop
             #: slot -> source id (a partition layout), read through this reader's counter.
-            self.id_map = (VectorStore(self._open_file(index, files["ids"], VECTORS_KIND))
-                           if "ids" in files else None)
-            searcher = index._method.searcher(
-                lambda name, kind: self._open_file(index, name, kind), index.metadata.method,
-                index._arrays, index.params, self.vectors.n)
-            self.search = RoundSearch(searcher, self.vectors, self.counter, index.params.beta)
+            self.id_map = first.id_map
+            #: True when answers need no mapping beyond the layout's (one segment of ids
+            #: 0 .. n - 1, nothing deleted): the search path of an index without segments.
+            self.plain = len(self.parts) == 1 and first.global_map is None and \
+                first.segment.dead is None and first.segment.entry.id_start == 0
         except BaseException:
             self.close()
             raise
 
-    def _open_file(self, index, name, kind):
-        pf = PageFile.open(os.path.join(index.path, name), counter=self.counter,
-                           buffer_pool=index.buffer_pool, kind=kind)
+    def _open_file(self, seg, name, kind):
+        pf = PageFile.open(os.path.join(seg.path, name), counter=self.counter,
+                           buffer_pool=seg.buffer_pool, kind=kind)
         self.files.append(pf)
-        check_file(pf, index.meta, name)
+        check_file(pf, seg.meta, name)
         return pf
 
     def close(self):
         for pf in self.files:
             pf.close()
+
+
+class _Segment:
+    """One segment of an open index (shared by its readers): where it is, its typed
+    metadata, parameters and catalog arrays, its manifest entry and its deleted slots."""
+
+    def __init__(self, path, entry, meta, arrays, buffer_pool, index_path):
+        self.path, self.entry, self.meta, self.arrays = path, entry, meta, arrays
+        self.buffer_pool = buffer_pool
+        self.metadata = IndexMeta.from_dict(meta, path=path,
+                                            method_meta=lambda a: registry.method(a).meta_cls)
+        self.method = registry.method(self.metadata.algorithm)
+        try:
+            self.dtype = np.dtype(self.metadata.dataset.dtype)
+            self.params = self.method.params_cls(**self.metadata.params)
+        except (TypeError, ValueError) as exc:
+            raise CorruptIndexError(f"{path}: the index metadata's dtype or parameters are "
+                                    f"damaged ({exc}); rebuild the index") from exc
+        self.n = self.metadata.dataset.n
+        if self.n != entry.n:
+            raise CorruptIndexError(f"{index_path}: segment {entry.name} holds {self.n} points, "
+                                    f"the manifest says {entry.n}: the index is damaged; "
+                                    f"rebuild it")
+        #: bool (n,) over the segment's slots, True where the point is deleted; or None.
+        self.dead = None
+
+    def local_ids(self, ids, index_path):
+        """(positions, local ids) of those of ``ids`` (ascending int64) this segment holds."""
+        e = self.entry
+        if e.id_start is not None:
+            lo, hi = np.searchsorted(ids, [e.id_start, e.id_start + e.n])
+            return np.arange(lo, hi), ids[lo:hi] - e.id_start
+        own = read_id_file(os.path.join(self.path, self.metadata.files["global_ids"]),
+                           self.meta["file_facts"][self.metadata.files["global_ids"]])
+        pos = np.searchsorted(own, ids)
+        pos_c = np.minimum(pos, own.size - 1)
+        hit = own[pos_c] == ids
+        return np.flatnonzero(hit), pos[hit]
+
+    def slots(self, local, index_path):
+        """Rows of the vector file of local ids ``local`` (the layout's map, read whole)."""
+        if "ids" not in self.metadata.files:
+            return local
+        name = self.metadata.files["slots"]
+        slot_of = read_id_file(os.path.join(self.path, name), self.meta["file_facts"][name])
+        return slot_of[local]
 
 
 class Index:
@@ -520,58 +711,107 @@ class Index:
         self._lock = threading.Lock()
         self._closed = False
         self._trace = None
-        cache = parse_bytes(cache_bytes, name="cache_bytes")
+        self._generation = 0
+        self._options = {"cache_bytes": parse_bytes(cache_bytes, name="cache_bytes"),
+                         "termination_model": termination_model}
         durable.remove_leftovers(os.path.dirname(self.path))  # and rolls back a cut replacement
+        self._load()
+
+    def _load(self):
+        """Read the catalog, the manifest, every segment's catalog and the tombstones; make
+        the first reader."""
         if not os.path.isdir(self.path):
             raise NotAnIndexError(f"{self.path} is not a directory: pass the INDEX_DIR given to "
                                   f"'lshdisk build'")
         if not os.path.isdir(os.path.join(self.path, CATALOG_DIR)):
             raise NotAnIndexError(f"{self.path} is not an lshdisk index (no catalog/): pass the "
                                   f"INDEX_DIR given to 'lshdisk build'")
-        try:
-            with Catalog.open(os.path.join(self.path, CATALOG_DIR)) as catalog:
-                meta = catalog.get_json("index")
-                names = catalog.names()
-                arrays = {name: catalog.get_array(name) for name in names
-                          if name != "index" and not _is_model_entry(name)}
-                model_doc = catalog.get_json(MODEL_DOC) if MODEL_DOC in names else None
-                model_arrays = {name: catalog.get_array(name) for name in names
-                                if name.startswith(MODEL_DOC + "/")}
-        except CorruptCatalogError as exc:
-            raise CorruptIndexError(str(exc)) from exc
-        except (StorageError, KeyError) as exc:
-            raise NotAnIndexError(f"{self.path} is not a readable lshdisk index ({exc}); rebuild "
-                                  f"it with 'lshdisk build'") from exc
-        self.metadata = IndexMeta.from_dict(meta, path=self.path,
-                                            method_meta=lambda a: registry.method(a).meta_cls)
+        meta, arrays, model_doc, model_arrays, manifest = _read_catalog(self.path, root=True)
+        self.manifest = manifest
+        self.buffer_pool = BufferPool(self._options["cache_bytes"])
+        segments = []
+        for entry in manifest.segments:
+            if entry.name == ".":
+                seg_meta, seg_arrays = meta, arrays
+            else:
+                seg_meta, seg_arrays = _read_catalog(os.path.join(self.path, entry.name))[:2]
+            segments.append(_Segment(os.path.join(self.path, entry.name) if entry.name != "."
+                                     else self.path, entry, seg_meta, seg_arrays,
+                                     self.buffer_pool, self.path))
+        root = segments[0]
+        for seg in segments[1:]:
+            if (seg.metadata.algorithm, seg.metadata.dataset.d, seg.metadata.dataset.dtype,
+                    seg.metadata.page_size) != (root.metadata.algorithm, root.metadata.dataset.d,
+                                                root.metadata.dataset.dtype,
+                                                root.metadata.page_size):
+                raise CorruptIndexError(f"{self.path}: segment {seg.entry.name} is not of this "
+                                        f"index's method, dimension, dtype or page size: the "
+                                        f"index is damaged; rebuild it")
+        if manifest.tombstones is not None:
+            dead = read_id_file(os.path.join(self.path, manifest.tombstones),
+                                manifest.tombstone_facts)
+            for seg in segments:
+                _, local = seg.local_ids(dead, self.path)
+                if local.size:
+                    mask = np.zeros(seg.n, dtype=bool)
+                    mask[seg.slots(local, self.path)] = True
+                    seg.dead = mask
+        self._segments = segments
+        self.metadata = root.metadata
         self.meta = meta
         self.algorithm = self.metadata.algorithm
-        self._method = registry.method(self.algorithm)
-        dataset = self.metadata.dataset
-        self.n, self.d = dataset.n, dataset.d
-        try:
-            self.dtype = np.dtype(dataset.dtype)
-            self.params = self._method.params_cls(**self.metadata.params)
-        except (TypeError, ValueError) as exc:
-            raise CorruptIndexError(f"{self.path}: the index metadata's dtype or parameters are "
-                                    f"damaged ({exc}); rebuild the index") from exc
+        self._method = root.method
+        self.d = root.metadata.dataset.d
+        #: Points a search can return (over every segment, deleted ones left out).
+        self.n = manifest.live
+        self.dtype, self.params = root.dtype, root.params
         self._arrays = arrays
         #: The tuned learned-termination model (lshdisk tune), or None.
         self.termination_model = None
-        if model_doc is not None and termination_model:
+        if model_doc is not None and self._options["termination_model"]:
             def get_model_array(name):
                 if name not in model_arrays:
                     raise KeyError(name)
                 return model_arrays[name]
             self.termination_model = TerminationModel.from_catalog(model_doc, get_model_array,
                                                                    path=self.path)
-        self.buffer_pool = BufferPool(cache)
         self._maps = {}
         first = self._new_reader()
         self._idle.append(first)
         self.counter = first.counter
         self.vectors = first.vectors
         self._searcher = first.search.searcher
+
+    @property
+    def segment_count(self):
+        """Segments of the index (1 for an index as built, :mod:`lshdisk.segments`)."""
+        return len(self._segments)
+
+    def _require_plain(self, what):
+        """ValueError unless the index is one segment of ids 0 .. n - 1 with nothing
+        deleted (what ``what`` needs)."""
+        m = self.manifest
+        if len(m.segments) > 1 or m.tombstones is not None or m.segments[0].id_map is not None:
+            raise ValueError(f"{what} needs an index of one segment with no deletions; "
+                             f"{self.path} has {len(m.segments)} segment(s) and "
+                             f"{m.tombstone_count} deleted id(s): run 'lshdisk compact "
+                             f"{self.path}' first")
+
+    def _reload(self):
+        """See the index as it is on disk now (after an insert, delete or compaction through
+        this handle): idle readers are closed, busy ones when their search ends."""
+        with self._lock:
+            if self._closed:
+                raise ValueError(f"index {self.path} is closed")
+            self._generation += 1
+            idle, self._idle = self._idle, []
+            maps, self._maps = self._maps, {}
+            self._readers = []
+        for reader in idle:
+            reader.close()
+        for store in maps.values():
+            store.page_file.close()
+        self._load()
 
     @property
     def layout(self):
@@ -652,10 +892,11 @@ class Index:
 
     def _release(self, reader):
         with self._lock:
-            if self._closed:
-                reader.close()
-            else:
+            stale = self._closed or reader.generation != self._generation
+            if not stale:
                 self._idle.append(reader)
+        if stale:
+            reader.close()
 
     def search(self, queries, k, *, return_stats=False, progress=None, max_candidates=None,
                termination=None, trace=False, threads=None, return_candidates=False,
@@ -767,13 +1008,21 @@ class Index:
                     n_bytes, hits = counter.bytes_read, counter.cache_hits
                     counter.reset_head()
                     t0 = time.thread_time()
-                    sq, ids, tr, rounds = loop.search_one(q[i], options)
-                    order = np.lexsort((ids, sq))[:k]
-                    D[i, :order.size] = np.sqrt(sq[order])
-                    id_map = reader.id_map
-                    # A partition layout: slots to source ids (the answers' map pages, counted).
-                    I[i, :order.size] = ids[order] if id_map is None else \
-                        id_map.fetch(ids[order])[:, 0]
+                    if reader.plain:
+                        sq, ids, tr, rounds = loop.search_one(q[i], options)
+                        order = np.lexsort((ids, sq))[:k]
+                        D[i, :order.size] = np.sqrt(sq[order])
+                        id_map = reader.id_map
+                        # A partition layout: slots to source ids (the answers' map pages,
+                        # counted).
+                        I[i, :order.size] = ids[order] if id_map is None else \
+                            id_map.fetch(ids[order])[:, 0]
+                    else:
+                        sq, gids, order, tr, rounds, kept = _search_segments(reader, q[i],
+                                                                             options)
+                        D[i, :order.size] = np.sqrt(sq[order])
+                        I[i, :order.size] = gids[order]
+                        ids = np.empty(sum(s.size for _, _, s in kept), dtype=np.int64)
                     cpu[i] = time.thread_time() - t0
                     page_reads[i] = counter.page_reads - reads
                     seek_col[i] = counter.seeks - seeks
@@ -783,9 +1032,11 @@ class Index:
                     cols["rounds"][i] = rounds
                     if traces is not None:
                         traces[i] = tr
-                    if found is not None:  # (mapped after the query's counts were taken)
+                    if found is not None and reader.plain:  # (mapped after the counts)
                         found[i] = (ids if id_map is None else id_map.fetch(ids)[:, 0],
                                     np.sqrt(sq).astype(np.float32))
+                    elif found is not None:
+                        found[i] = _segment_candidates(kept)
                     if progress is not None:
                         with lock:
                             done[0] += 1
@@ -814,6 +1065,41 @@ class Index:
         if found is not None:
             out.append(found)
         return tuple(out)
+
+    def add(self, vectors, *, memory_limit="1GiB", progress=None, format=None, dtype=None,
+            dim=None):
+        """Insert points as a new segment (:func:`lshdisk.updates.add`, whose parameters,
+        errors and disk access these are); this handle then sees them.
+
+        Returns
+        -------
+        ndarray of int64, shape (n_new,)
+            The new points' ids.
+        """
+        from .updates import add
+        self._check_open()
+        ids = add(self.path, vectors, memory_limit=memory_limit, progress=progress,
+                  format=format, dtype=dtype, dim=dim)
+        self._reload()
+        return ids
+
+    def delete(self, ids):
+        """Delete points by id (:func:`lshdisk.updates.delete`); returns how many were newly
+        deleted. This handle's later searches never return them."""
+        from .updates import delete
+        self._check_open()
+        count = delete(self.path, ids)
+        self._reload()
+        return count
+
+    def compact(self, *, memory_limit="1GiB", progress=None):
+        """Merge the segments into one without the deleted points
+        (:func:`lshdisk.updates.compact`); returns the points kept."""
+        from .updates import compact
+        self._check_open()
+        count = compact(self.path, memory_limit=memory_limit, progress=progress)
+        self._reload()
+        return count
 
     def _learned_policy(self, k, recall_target, termination, max_candidates):
         """The LearnedBudget of ``recall_target`` (errors: see :meth:`search`)."""

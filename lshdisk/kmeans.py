@@ -230,6 +230,35 @@ class KMeansBuilder:
             "quantization_error": [round(float(e), 6) for e in inertia],
             "iterations": p.iterations}
 
+    def adopt(self, doc, arrays):
+        """Hash with an existing index's cells instead of training (a segment of that index,
+        :mod:`lshdisk.segments`): no training pass is needed.
+
+        Parameters
+        ----------
+        doc : dict
+            The index document (``hash`` names the arrays; ``training`` is kept).
+        arrays : dict of ndarray
+            Its catalog arrays.
+
+        Raises
+        ------
+        CorruptIndexError
+            If an array is missing or of another shape.
+        """
+        h = doc["hash"]
+        mean = np.ascontiguousarray(catalog_array(arrays, h["mean"]), dtype=np.float32)
+        rotation = np.ascontiguousarray(catalog_array(arrays, h["a"]), dtype=np.float32)
+        centroids = np.ascontiguousarray(catalog_array(arrays, h["centroids"]), dtype=np.float32)
+        if mean.shape != (self.d,) or rotation.ndim != 2 or rotation.shape[0] != self.d or \
+                centroids.shape != (self.m, self.k, rotation.shape[1] // max(1, self.m)):
+            raise CorruptIndexError(f"index metadata: the cells' arrays have shapes {mean.shape}, "
+                                    f"{rotation.shape} and {centroids.shape}, which do not fit "
+                                    f"m = {self.m}, K = {self.k}, d = {self.d}: rebuild the index")
+        self.mean, self.rotation, self.centroids = mean, rotation, centroids
+        self._sq_norms = np.einsum("tkw,tkw->tk", centroids, centroids)
+        self._training = doc.get("training")
+
     # -------------------------------------------------------------- hashing
     def chunk_bytes_per_row(self, itemsize):
         """Temporaries per data row in :meth:`add_chunk`: the row as float32 and rotated, a

@@ -67,7 +67,7 @@ import numpy as np
 
 from ._kernels.bruteforce import topk_sqdist_update
 from .learning import pca, training_ids
-from .maps import LinearMap
+from .maps import LinearMap, map_from_meta
 from .qalsh import QALSHBuilder
 
 __all__ = ["LearnedTreesBuilder", "PCABuilder", "learn_pca", "pca_directions", "random_rotation",
@@ -285,6 +285,28 @@ class LearnedTreesBuilder:
                               learn_seconds=round(t1 - t0, 3),
                               calibrate_seconds=round(time.perf_counter() - t1, 3),
                               calibration=figures)
+        self._inner = QALSHBuilder(self.work_dir, n=self.n, d=self.d, params=self.params,
+                                   seed=self.seed, hash_map=self.hash_map, **self._kw)
+
+    def adopt(self, doc, arrays):
+        """Key with an existing index's map instead of training (a segment of that index,
+        :mod:`lshdisk.segments`); its calibrated w and l come with its parameters, its unit
+        as ``unit`` at construction.
+
+        Parameters
+        ----------
+        doc : dict
+            The index document (``hash.map`` describes the map, ``training`` is kept).
+        arrays : dict of ndarray
+            Its catalog arrays.
+
+        Raises
+        ------
+        CorruptIndexError
+            If an array the map names is missing.
+        """
+        self.hash_map = map_from_meta(doc["hash"].get("map"), doc["hash"]["a"], arrays)
+        self._training = doc.get("training")
         self._inner = QALSHBuilder(self.work_dir, n=self.n, d=self.d, params=self.params,
                                    seed=self.seed, hash_map=self.hash_map, **self._kw)
 

@@ -130,12 +130,16 @@ class DatasetMeta(_Fields):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BuildMeta(_Fields):
     """How the index was built: the memory limit (bytes), seconds (of which training, for
-    a learned method: ``train_seconds``, else None) and bytes written."""
+    a learned method: ``train_seconds``, else None), bytes written and the build's own
+    arguments (``c``, ``preset``, ``overrides``: the parameters given rather than derived,
+    ``unit``, ``layout``; None for indexes built before they were recorded), which a
+    compaction repeats."""
 
     memory_limit_bytes: int
     seconds: float
     bytes_written: int
     train_seconds: float | None = None
+    arguments: dict | None = None
 
     @classmethod
     def from_dict(cls, doc):
@@ -144,12 +148,14 @@ class BuildMeta(_Fields):
         return cls(memory_limit_bytes=_get(doc, "memory_limit_bytes", int, w),
                    seconds=float(_get(doc, "seconds", (int, float), w)),
                    bytes_written=_get(doc, "bytes_written", int, w),
-                   train_seconds=None if train is None else float(train))
+                   train_seconds=None if train is None else float(train),
+                   arguments=_get(doc, "arguments", (dict, type(None)), w, None))
 
     def to_dict(self):
         out = _Fields.to_dict(self)
-        if out["train_seconds"] is None:
-            del out["train_seconds"]
+        for key in ("train_seconds", "arguments"):
+            if out[key] is None:
+                del out[key]
         return out
 
 

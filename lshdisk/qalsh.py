@@ -61,7 +61,9 @@ from ._kernels.qalsh_rounds import (CAP_REACHED, DIR_NODE, DONE, LOG_FULL, NEED_
                                     READ_ERROR, Cursors, ReadAhead, head_distances, load_dir,
                                     median_head_distance, place_cursors, plan_runs, reset_query,
                                     scan_round, scan_sides)
+from .errors import CorruptIndexError
 from .maps import LinearMap
+from .metadata import catalog_array
 from .scale import UnitSample, draw_sample_ids
 from .trees import TREES_FILE, TREES_KIND, ProjectionTrees
 
@@ -130,6 +132,29 @@ class QALSHBuilder:
     def arrays(self):
         """Arrays to keep in the catalog: the projection vectors."""
         return {"qalsh/a": self.a}
+
+    def adopt(self, doc, arrays):
+        """Hash with an existing index's projections instead of this seed's (a segment of
+        that index, :mod:`lshdisk.segments`); give its unit as ``unit`` at construction.
+
+        Parameters
+        ----------
+        doc : dict
+            The index document (``hash.a`` names the array).
+        arrays : dict of ndarray
+            Its catalog arrays.
+
+        Raises
+        ------
+        CorruptIndexError
+            If the array is missing or of another shape than (m, d).
+        """
+        a = np.ascontiguousarray(catalog_array(arrays, doc["hash"]["a"]), dtype=np.float32)
+        if a.shape != (self.m, self.d):
+            raise CorruptIndexError(f"index metadata: the projections have shape {a.shape}, "
+                                    f"expected ({self.m}, {self.d}): rebuild the index")
+        self.a = a
+        self._map = LinearMap(a)
 
     def add_chunk(self, start, rows, source_ids=None):
         """Project ``rows`` ((c, d), storage dtype) of points ``start .. start+c-1`` and queue

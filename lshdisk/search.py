@@ -175,17 +175,22 @@ class RoundSearch:
         The counter of this searcher's files (one head).
     beta : float
         The index's beta (T2's k + beta n).
+    dead : ndarray of bool, shape (n,), optional
+        Deleted points (by row of ``vectors``): they still count as candidates (T2) but
+        are not read, and their distance is +inf, so T1 and the top k never see them
+        (:mod:`lshdisk.segments`).
 
     Notes
     -----
     Memory: the searcher's, plus 16 bytes per candidate of the largest cap used.
     """
 
-    def __init__(self, searcher, vectors, counter, beta):
+    def __init__(self, searcher, vectors, counter, beta, dead=None):
         self.searcher = searcher
         self.vectors = vectors
         self.counter = counter
         self.beta = beta
+        self.dead = dead
         self.n = searcher.n
         self._cand_sq = np.empty(0, dtype=np.float64)
 
@@ -214,7 +219,7 @@ class RoundSearch:
             self._cand_sq = np.empty(max(cap, 2 * self._cand_sq.shape[0]), dtype=np.float64)
         cands, nums, cand_sq = rec.cands, rec.nums, self._cand_sq
         q64 = q.astype(np.float64)
-        counter = self.counter
+        counter, dead = self.counter, self.dead
         reads0 = counter.page_reads
         rows = [] if tracing else None
         io0 = counter.snapshot() if tracing else None
@@ -237,8 +242,15 @@ class RoundSearch:
                 capped = step.scan_round(limit)
                 n_cands = int(nums[N_CANDS])
                 if n_cands > n_verified:
-                    cand_sq[n_verified:n_cands] = self.vectors.sq_distances(
-                        cands[n_verified:n_cands], q64)
+                    new = cands[n_verified:n_cands]
+                    if dead is None:
+                        cand_sq[n_verified:n_cands] = self.vectors.sq_distances(new, q64)
+                    else:  # deleted points are not read: +inf, never in the top k
+                        live = ~dead[new]
+                        block = np.full(new.size, np.inf)
+                        if live.any():
+                            block[live] = self.vectors.sq_distances(new[live], q64)
+                        cand_sq[n_verified:n_cands] = block
                     before, kth_before = n_verified, kth
                     n_verified = n_cands
                     if n_verified >= k:
