@@ -334,6 +334,25 @@ class C2LSHBuilder:
         self.a, self.b = a, b
         self._adopted_scale = float(doc["hash"]["b_max"])
 
+    def observe(self, start, rows):
+        """Take from rows ``start ..`` what the build learns of the data besides their
+        buckets (the largest absolute coordinate, the unit sample), without hashing them: the
+        pass of a sharded build (:mod:`lshdisk.distributed`) that fixes a, b and the unit
+        every shard adopts."""
+        if rows.shape[0]:
+            self._t_abs = max(self._t_abs, float(rows.max()), -float(rows.min()))
+            self._sample.add_chunk(start, rows, None)
+
+    def hash_doc(self):
+        """After :meth:`observe` of every row: ``(doc, arrays)`` of the hash functions, as
+        :meth:`adopt` takes them (``doc``: ``hash`` with b's scale, and ``unit``)."""
+        p = self.params
+        unit, info = self._sample.unit(self.n, p.c, self._given_unit)
+        scale = b_scale(self._t_abs, unit, self.d, p.c, p.w)
+        b = self._b_fraction * scale
+        return ({"hash": {"a": "c2lsh/a", "b": "c2lsh/b", "b_max": scale},
+                 "unit": dict(info, u=unit)}, {"c2lsh/a": self.a, "c2lsh/b": b})
+
     def add_chunk(self, start, rows, source_ids=None):
         """Project ``rows`` ((c, d), storage dtype) of points ``start .. start+c-1`` and queue
         the m (table, projection, id) entries of each for sorting; track the largest absolute

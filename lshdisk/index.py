@@ -44,7 +44,7 @@ from .vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
 from .verify import check_file, seal_build, verify_index
 from ._units import parse_bytes
 
-__all__ = ["build", "open", "Index", "SearchStats", "HashBase", "ALGORITHMS", "INDEX_FORMAT",
+__all__ = ["build", "open", "Index", "SearchStats", "HashBase", "BuildJob", "build_job", "ALGORITHMS", "INDEX_FORMAT",
            "INDEX_VERSION"]
 
 #: Registered method names (:mod:`lshdisk.registry`).
@@ -153,6 +153,34 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
     ValueError
         For a bad parameter (unknown algorithm, c <= 1, page size, memory limit, ...).
     """
+    job = build_job(index_dir, algorithm=algorithm, c=c, page_size=page_size,
+                    memory_limit=memory_limit, seed=seed, overwrite=overwrite, delta=delta,
+                    beta=beta, w=w, preset=preset, unit=unit, options=options, layout=layout)
+    with durable.TargetLock(job.index_dir) as lock:
+        durable.remove_leftovers(os.path.dirname(job.index_dir), holding=lock)
+        _build_locked(source, job.index_dir, algorithm, c, page_size, job.memory_limit_bytes,
+                      seed, job.unit, progress, format, dtype, dim, preset, job.method.params_fn,
+                      job.method.builder, job.overrides, layout, arguments=job.arguments)
+    return Index(job.index_dir)
+
+
+@dataclass(frozen=True, slots=True)
+class BuildJob:
+    """A build's checked settings (:func:`build_job`): the method, the parameter overrides
+    (a preset's, then those given), the arguments to record, the memory limit in bytes, the
+    unit and the absolute target directory."""
+
+    method: object
+    overrides: dict
+    arguments: dict
+    memory_limit_bytes: int
+    unit: object
+    index_dir: str
+
+
+def build_job(index_dir, *, algorithm, c, page_size, memory_limit, seed, overwrite, delta,
+              beta, w, preset, unit, options, layout):
+    """Check :func:`build`'s arguments (its errors) and return a :class:`BuildJob`."""
     method = registry.method(algorithm)
     params_fn, builder_cls = method.params_fn, method.builder
     overrides = {}
@@ -204,12 +232,10 @@ def build(source, index_dir, *, algorithm="qalsh", c=2.0, page_size=4096, memory
     explicit.update(options or {})
     arguments = {"c": c, "preset": preset, "overrides": explicit, "unit": unit,
                  "layout": layout}
-    with durable.TargetLock(index_dir) as lock:
-        durable.remove_leftovers(parent, holding=lock)
-        _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes, seed, unit,
-                      progress, format, dtype, dim, preset, params_fn, builder_cls, overrides,
-                      layout, arguments=arguments)
-    return Index(index_dir)
+    return BuildJob(method=method, overrides=overrides, arguments=arguments,
+                    memory_limit_bytes=memory_limit_bytes, unit=unit, index_dir=index_dir)
+
+
 
 
 def _space_needed(n, d, itemsize, m, page_size, memory_limit_bytes):
@@ -297,15 +323,12 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
             t_train = time.perf_counter()
             ids = builder.training_ids() if learned else training_ids(seed, src.n,
                                                                       arranger.train_rows)
-            sample = TrainingSample(ids, src.d)
-            for start, rows in src.iter_chunks(chunk_rows):
-                sample.add_chunk(start, rows)
-                _report(progress, "sample", start + rows.shape[0], src.n)
+            sample = sample_rows(src, ids, chunk_rows, progress)
             _report(progress, "train", 0, 1)
             if learned:
-                builder.fit(sample.rows)
+                builder.fit(sample)
             if arranger is not None:
-                arranger.fit(sample.rows)
+                arranger.fit(sample)
             del sample
             if learned:
                 params = builder.params  # as calibrated by the training (learned w, l, ...)
@@ -380,6 +403,16 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
         raise
     finally:
         src.close()
+
+
+def sample_rows(src, ids, chunk_rows, progress=None):
+    """Rows ``ids`` (ascending int64) of the open source ``src``, as float32 (s, d), read in
+    one pass of chunks of ``chunk_rows`` (``progress("sample", done, n)`` after each)."""
+    sample = TrainingSample(ids, src.d)
+    for start, rows in src.iter_chunks(chunk_rows):
+        sample.add_chunk(start, rows)
+        _report(progress, "sample", start + rows.shape[0], src.n)
+    return sample.rows
 
 
 def _abort(builder, writer, work):
@@ -1221,7 +1254,11 @@ class Index:
             "structure": self._searcher.describe(),
             "vectors": {"points_per_page": self.vectors.points_per_page},
             "files": files,
-            "index_bytes": sum(f["bytes"] for f in files.values()),
+            "index_bytes": sum(f["bytes"] for f in files.values()) + sum(
+                s["bytes"] for s in self._segment_info()[1:]),
+            "segments": self._segment_info(),
+            "next_id": self.manifest.next_id,
+            "deleted": self.manifest.tombstone_count,
             "build": meta.build.to_dict(),
             "termination_model": None if self.termination_model is None else {
                 "k": self.termination_model.k,
@@ -1231,6 +1268,20 @@ class Index:
                 self.termination_model.start.figures,
                 "sklearn": self.termination_model.sklearn},
         }
+
+    def _segment_info(self):
+        """Per segment: name, points, ids (a range, or "map") and bytes on disk."""
+        out = []
+        for seg in self._segments:
+            e = seg.entry
+            size = sum(os.path.getsize(os.path.join(seg.path, name))
+                       for name in set(seg.metadata.files.values()))
+            out.append({"name": e.name, "n": e.n,
+                        "ids": [e.id_start, e.id_start + e.n - 1] if e.id_start is not None
+                        else "map",
+                        "deleted": 0 if seg.dead is None else int(seg.dead.sum()),
+                        "bytes": size})
+        return out
 
     def _check_open(self):
         if self._closed:

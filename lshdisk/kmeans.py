@@ -259,6 +259,16 @@ class KMeansBuilder:
         self._sq_norms = np.einsum("tkw,tkw->tk", centroids, centroids)
         self._training = doc.get("training")
 
+    def observe(self, start, rows):
+        """Nothing: the cells are learned by :meth:`fit` alone (the hash-fixing pass of a
+        sharded build, :mod:`lshdisk.distributed`)."""
+
+    def hash_doc(self):
+        """After :meth:`fit`: ``(doc, arrays)`` of the cells, as :meth:`adopt` takes them."""
+        return ({"hash": {"a": "kmeans/rotation", "mean": "kmeans/mean",
+                          "centroids": "kmeans/centroids"}, "training": self._training},
+                self.arrays())
+
     # -------------------------------------------------------------- hashing
     def chunk_bytes_per_row(self, itemsize):
         """Temporaries per data row in :meth:`add_chunk`: the row as float32 and rotated, a

@@ -310,6 +310,19 @@ class LearnedTreesBuilder:
         self._inner = QALSHBuilder(self.work_dir, n=self.n, d=self.d, params=self.params,
                                    seed=self.seed, hash_map=self.hash_map, **self._kw)
 
+    def observe(self, start, rows):
+        """After :meth:`fit`: the unit sample's rows among ``rows`` (QALSH's
+        :meth:`~lshdisk.qalsh.QALSHBuilder.observe`)."""
+        self._inner.observe(start, rows)
+
+    def hash_doc(self):
+        """After :meth:`fit` and :meth:`observe` of every row: ``(doc, arrays)`` of the map,
+        as :meth:`adopt` takes them (with :attr:`params`' calibrated w and l)."""
+        doc, _ = self._inner.hash_doc()
+        doc["hash"] = {"a": self.hash_map.names["a"], "map": self.hash_map.to_meta()}
+        doc["training"] = self._training
+        return doc, self.arrays()
+
     def chunk_bytes_per_row(self, itemsize):
         """Bytes of temporaries per data row while a chunk is keyed (QALSH's)."""
         return self.d * itemsize + self.m * 32

@@ -156,6 +156,18 @@ class QALSHBuilder:
         self.a = a
         self._map = LinearMap(a)
 
+    def observe(self, start, rows):
+        """Take from rows ``start ..`` what the build learns of the data besides their keys
+        (the unit sample), without keying them: the pass of a sharded build
+        (:mod:`lshdisk.distributed`) that fixes the hash functions every shard adopts."""
+        self._sample.add_chunk(start, rows, None)
+
+    def hash_doc(self):
+        """After :meth:`observe` of every row: ``(doc, arrays)`` of the hash functions, as
+        :meth:`adopt` takes them (``doc``: ``hash`` and ``unit``)."""
+        unit, info = self._sample.unit(self.n, self.params.c, self._given_unit)
+        return ({"hash": {"a": "qalsh/a"}, "unit": dict(info, u=unit)}, self.arrays())
+
     def add_chunk(self, start, rows, source_ids=None):
         """Project ``rows`` ((c, d), storage dtype) of points ``start .. start+c-1`` and queue
         the m (key, id) entries of each for sorting."""

@@ -26,6 +26,7 @@ from storage import PageFile
 from storage.catalog import Catalog
 from storage.errors import CorruptPageError, StorageError
 from .errors import CorruptIndexError
+from .segments import MANIFEST_DOC, Manifest, read_id_file
 
 __all__ = ["seal_build", "check_file", "verify_index", "VerifyResult"]
 
@@ -188,7 +189,50 @@ def verify_index(index_dir):
             _verify_pages(pf, result)
             _verify_structure(role, pf, meta, result)
     _verify_arrays(meta, arrays, result)
+    _verify_segments(path, arrays, result)
     return result
+
+
+def _verify_segments(path, arrays, result):
+    """Check the segments and tombstones a manifest names (:mod:`lshdisk.segments`): each
+    segment as an index of its own, its hash-function arrays equal to the index's, and the
+    tombstone file against the facts the manifest records."""
+    try:
+        with Catalog.open(os.path.join(path, _CATALOG_DIR)) as catalog:
+            if MANIFEST_DOC not in catalog.names():
+                return
+            manifest = Manifest.from_dict(catalog.get_json(MANIFEST_DOC), path)
+    except (StorageError, CorruptIndexError, ValueError) as exc:
+        result.problems.append(f"segment manifest: {exc}")
+        return
+    for entry in manifest.segments[1:]:
+        seg_path = os.path.join(path, entry.name)
+        if not os.path.isdir(seg_path):
+            result.problems.append(f"{entry.name}: the segment the manifest names is missing")
+            continue
+        sub = verify_index(seg_path)
+        result.catalog_entries += sub.catalog_entries
+        result.files.update({f"{entry.name}/{name}": pages for name, pages in sub.files.items()})
+        result.problems += [f"{entry.name}: {p}" for p in sub.problems]
+        seg_meta, seg_arrays = _verify_catalog(seg_path, VerifyResult(seg_path))
+        if seg_arrays is not None and arrays is not None:
+            for name, array in arrays.items():
+                if name in seg_arrays and not np.array_equal(seg_arrays[name], array):
+                    result.problems.append(f"{entry.name}: its hash-function array {name!r} "
+                                           f"differs from the index's")
+        if seg_meta is not None and seg_meta.get("dataset", {}).get("n") != entry.n:
+            result.problems.append(f"{entry.name}: holds {seg_meta.get('dataset', {}).get('n')} "
+                                   f"points, the manifest says {entry.n}")
+    if manifest.tombstones is not None:
+        try:
+            dead = read_id_file(os.path.join(path, manifest.tombstones), manifest.tombstone_facts)
+        except (StorageError, CorruptIndexError) as exc:
+            result.problems.append(f"{manifest.tombstones}: {exc}")
+        else:
+            result.files[manifest.tombstones] = manifest.tombstone_facts["page_count"]
+            if dead.size != manifest.tombstone_count or np.any(np.diff(dead) <= 0):
+                result.problems.append(f"{manifest.tombstones}: holds {dead.size} ids, not "
+                                       f"{manifest.tombstone_count} ascending ones")
 
 
 def _verify_catalog(path, result):
