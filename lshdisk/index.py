@@ -508,26 +508,23 @@ def open(index_dir, *, cache_bytes=0, termination_model=True):  # noqa: A001 - a
 
 
 def _search_segments(reader, q, options):
-    """Search one query over every segment of ``reader`` (one counter, so one head) and
-    merge: each segment's top k live points, mapped to ids (their maps' pages counted),
-    then the k best of those.
+    """Search one query over every segment of ``reader`` as one index (one loop, one
+    counter: :meth:`lshdisk.search.RoundSearch.search_lanes`) and merge: each segment's top
+    k live points, mapped to ids (their maps' pages counted), then the k best of those.
 
     Returns
     -------
     sq : float64 (c,), ids : int64 (c,), order : int64 (<= k,)
         Merged squared distances and ids, and the positions of the k best.
     trace : TRACE_DTYPE array or None
-        The segments' rounds one after the other.
     rounds : int
     kept : list of (part, sq, slots)
         Per segment, the live points verified (:func:`_segment_candidates` maps them).
     """
     k = options.k
-    sqs, gids, traces, kept = [], [], [], []
-    rounds = 0
-    for part in reader.parts:
-        sq, slots, tr, r = part.loop.search_one(q, options)
-        rounds += r
+    sqs, gids, kept = [], [], []
+    found, trace, rounds = reader.search.search_lanes(q, options)
+    for part, (sq, slots) in zip(reader.parts, found):
         dead = part.segment.dead
         if dead is not None:  # (verification skipped them: their distance is +inf)
             live = ~dead[slots]
@@ -536,12 +533,9 @@ def _search_segments(reader, q, options):
         sqs.append(sq[order])
         gids.append(part.ids_of(slots[order]))
         kept.append((part, sq, slots))
-        if tr is not None:
-            traces.append(tr)
     sq = np.concatenate(sqs)
     ids = np.concatenate(gids)
     order = np.lexsort((ids, sq))[:k]
-    trace = np.concatenate(traces) if traces else None
     return sq, ids, order, trace, rounds, kept
 
 
@@ -602,11 +596,11 @@ class _ReaderPart:
     partition layout), local id -> id map (a compacted segment that dropped ids), search
     loop and segment."""
 
-    __slots__ = ("vectors", "id_map", "global_map", "loop", "segment")
+    __slots__ = ("vectors", "id_map", "global_map", "searcher", "segment")
 
-    def __init__(self, vectors, id_map, global_map, loop, segment):
+    def __init__(self, vectors, id_map, global_map, searcher, segment):
         self.vectors, self.id_map, self.global_map = vectors, id_map, global_map
-        self.loop, self.segment = loop, segment
+        self.searcher, self.segment = searcher, segment
 
     def ids_of(self, slots):
         """Ids of the points in rows ``slots`` (int64 (c,)) of this segment's vector file
@@ -641,17 +635,19 @@ class _Reader:
                               if seg.entry.id_map is not None else None)
                 searcher = seg.method.searcher(open_file, seg.metadata.method, seg.arrays,
                                                seg.params, vectors.n)
-                loop = RoundSearch(searcher, vectors, self.counter, seg.params.beta,
-                                   dead=seg.dead)
-                self.parts.append(_ReaderPart(vectors, id_map, global_map, loop, seg))
+                self.parts.append(_ReaderPart(vectors, id_map, global_map, searcher, seg))
             first = self.parts[0]
-            self.vectors, self.search = first.vectors, first.loop
-            #: slot -> source id (a partition layout), read through this reader's counter.
-            self.id_map = first.id_map
             #: True when answers need no mapping beyond the layout's (one segment of ids
             #: 0 .. n - 1, nothing deleted): the search path of an index without segments.
             self.plain = len(self.parts) == 1 and first.global_map is None and \
                 first.segment.dead is None and first.segment.entry.id_start == 0
+            beta = first.segment.params.beta
+            self.search = RoundSearch.of_lanes(
+                [(p.searcher, p.vectors, p.segment.dead) for p in self.parts], self.counter,
+                beta)
+            self.vectors = first.vectors
+            #: slot -> source id (a partition layout), read through this reader's counter.
+            self.id_map = first.id_map
         except BaseException:
             self.close()
             raise

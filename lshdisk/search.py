@@ -163,8 +163,22 @@ class RoundSearcher(Protocol):
     def describe(self): ...
 
 
+class _Lane:
+    """One searcher of a :class:`RoundSearch` (one segment of an index): its round step,
+    vector store, deleted rows and verification buffer."""
+
+    __slots__ = ("step", "vectors", "dead", "cand_sq", "n_verified", "scanned", "done")
+
+    def __init__(self, step, vectors, dead):
+        self.step, self.vectors, self.dead = step, vectors, dead
+        self.cand_sq = np.empty(0, dtype=np.float64)
+        self.n_verified = 0
+        self.scanned = self.done = False
+
+
 class RoundSearch:
-    """The shared search loop over one method's round step, for one thread at a time.
+    """The shared search loop over one method's round step, for one thread at a time; over
+    several (the segments of an index, :mod:`lshdisk.segments`), searched as one index.
 
     Parameters
     ----------
@@ -182,17 +196,34 @@ class RoundSearch:
 
     Notes
     -----
-    Memory: the searcher's, plus 16 bytes per candidate of the largest cap used.
+    Several searchers (:meth:`of_lanes`) are searched as one index of their n together:
+    T2's cap, k + beta n with n over all of them, is shared out by points (searcher j may
+    verify ceil(cap n_j / n) candidates, and is finished when it has); each round advances
+    the unfinished searcher whose radius is smallest (each in turn for its first round); T1
+    compares the k-th smallest distance over all of them with the smallest c R any
+    unfinished searcher has reached (a finished one, capped or with every entry counted,
+    sets no bound). With one searcher this is the loop of the papers, round for round.
+
+    Memory: the searchers', plus 16 bytes per candidate of the largest cap used.
     """
 
     def __init__(self, searcher, vectors, counter, beta, dead=None):
+        self._lanes = [_Lane(searcher, vectors, dead)]
         self.searcher = searcher
         self.vectors = vectors
         self.counter = counter
         self.beta = beta
-        self.dead = dead
         self.n = searcher.n
-        self._cand_sq = np.empty(0, dtype=np.float64)
+
+    @classmethod
+    def of_lanes(cls, lanes, counter, beta):
+        """One loop over several ``(searcher, vectors, dead)`` (see the class Notes)."""
+        if not lanes:
+            raise ValueError("a search needs at least one searcher")
+        out = cls(*lanes[0][:2], counter, beta, lanes[0][2])
+        out._lanes = [_Lane(*lane) for lane in lanes]
+        out.n = sum(lane.step.n for lane in out._lanes)
+        return out
 
     def search_one(self, q, options):
         """Search one query.
@@ -211,19 +242,37 @@ class RoundSearch:
         rounds : int
             Rounds run.
         """
-        step = self.searcher
+        found, trace, rounds = self.search_lanes(q, options)
+        return found[0][0], found[0][1], trace, rounds
+
+    def search_lanes(self, q, options):
+        """Search one query over every searcher.
+
+        Returns
+        -------
+        found : list of (sq_dists float64 (c_j,), ids int64 (c_j,))
+            Per searcher, its verified candidates (ids are its rows; deleted ones have
+            distance +inf).
+        trace : ndarray of TRACE_DTYPE, or None
+            One record per round (of whichever searcher ran it).
+        rounds : int
+        """
+        lanes = self._lanes
         k, policy, tracing = options.k, options.termination, options.trace
         cap = options.cap(self.n, self.beta)
-        rec = step.counting = start_counting(step.counting, cap, step.l)
-        if self._cand_sq.shape[0] < cap:
-            self._cand_sq = np.empty(max(cap, 2 * self._cand_sq.shape[0]), dtype=np.float64)
-        cands, nums, cand_sq = rec.cands, rec.nums, self._cand_sq
+        for lane in lanes:
+            lane.step.counting = start_counting(lane.step.counting, cap, lane.step.l)
+            if lane.cand_sq.shape[0] < cap:
+                lane.cand_sq = np.empty(max(cap, 2 * lane.cand_sq.shape[0]), dtype=np.float64)
+            lane.n_verified = 0
+            lane.scanned = lane.done = False
         q64 = q.astype(np.float64)
-        counter, dead = self.counter, self.dead
+        counter = self.counter
         reads0 = counter.page_reads
         rows = [] if tracing else None
         io0 = counter.snapshot() if tracing else None
-        n_verified = 0
+        n_verified = n_cands = 0
+        cur_cap = cap
         kth = math.inf
         view = None
         rnd = 0
@@ -231,66 +280,141 @@ class RoundSearch:
         k_round = -1  # the round in which k candidates were first verified
         adjust = getattr(policy, "cap_after", None)
         start = getattr(policy, "start_radius", None)
+        begun = []
         try:
-            step.begin(q)
-            if start is not None:
-                radius = start(step.start_features(q))
-                if radius is not None:
-                    step.skip_to(radius)
+            for lane in lanes:
+                lane.step.begin(q)
+                begun.append(lane)
+                if start is not None:
+                    radius = start(lane.step.start_features(q))
+                    if radius is not None:
+                        lane.step.skip_to(radius)
             while True:
+                lane = _next_lane(lanes)
+                if lane is None:
+                    break
+                step = lane.step
+                if lane.scanned and not step.next_round():
+                    lane.done = True
+                    continue
+                lane.scanned = True
+                nums = step.counting.nums
+                own = int(nums[N_CANDS])
+                nums[CAP] = _share(cur_cap, step.n, self.n, len(lanes))
                 limit = math.inf if view is None else policy.radius_limit(view)
-                capped = step.scan_round(limit)
-                n_cands = int(nums[N_CANDS])
-                if n_cands > n_verified:
-                    new = cands[n_verified:n_cands]
+                if step.scan_round(limit):  # its share of the cap: the searcher is finished
+                    lane.done = True
+                lane_cands = int(nums[N_CANDS])
+                n_cands += lane_cands - own
+                if lane_cands > lane.n_verified:
+                    cands, cand_sq, dead = step.counting.cands, lane.cand_sq, lane.dead
+                    new = cands[lane.n_verified:lane_cands]
                     if dead is None:
-                        cand_sq[n_verified:n_cands] = self.vectors.sq_distances(new, q64)
+                        cand_sq[lane.n_verified:lane_cands] = lane.vectors.sq_distances(new, q64)
                     else:  # deleted points are not read: +inf, never in the top k
                         live = ~dead[new]
                         block = np.full(new.size, np.inf)
                         if live.any():
-                            block[live] = self.vectors.sq_distances(new[live], q64)
-                        cand_sq[n_verified:n_cands] = block
+                            block[live] = lane.vectors.sq_distances(new[live], q64)
+                        cand_sq[lane.n_verified:lane_cands] = block
                     before, kth_before = n_verified, kth
-                    n_verified = n_cands
+                    n_verified += lane_cands - lane.n_verified
+                    lane.n_verified = lane_cands
                     if n_verified >= k:
-                        kth = math.sqrt(np.partition(cand_sq[:n_verified], k - 1)[k - 1])
+                        kth = math.sqrt(_kth_smallest(lanes, k))
                     if before < k or kth < kth_before:
                         last_change = rnd
                     if before < k <= n_verified:
                         k_round = rnd
-                view = RoundView(rnd, k, int(nums[CAP]), step.c, step.radius, step.c_radius,
-                                 n_cands, n_verified, kth, int(nums[N_ENTRIES]),
+                radius, c_radius = _bounds(lanes)
+                view = RoundView(rnd, k, cur_cap, step.c, radius, c_radius, n_cands,
+                                 n_verified, kth, sum(int(ln.step.counting.nums[N_ENTRIES])
+                                                      for ln in lanes),
                                  counter.page_reads - reads0,
                                  rnd - last_change if n_verified >= k else 0, k_round)
                 if tracing:
-                    rows.append(self._trace_row(view, counter.snapshot().delta(io0),
-                                                   cand_sq[:n_verified]))
+                    rows.append(self._trace_row(view, counter.snapshot().delta(io0)))
                 rnd += 1
-                if capped or policy.should_stop(view):
+                if policy.should_stop(view) or all(ln.done for ln in lanes):
                     break
                 if adjust is not None:  # a policy may lower (or raise, up to T2) the cap
                     new_cap = adjust(view)
                     if new_cap is not None:
-                        nums[CAP] = max(1, min(int(new_cap), cap))
-                        if nums[CAP] <= n_cands:
+                        cur_cap = max(1, min(int(new_cap), cap))
+                        if cur_cap <= n_cands:
                             break
-                if not step.next_round():
-                    break
+                        for ln in lanes:  # (a searcher past its new share is finished)
+                            if int(ln.step.counting.nums[N_CANDS]) >= _share(
+                                    cur_cap, ln.step.n, self.n, len(lanes)):
+                                ln.done = True
         finally:
-            step.end()
+            for lane in begun:
+                lane.step.end()
         trace = np.array(rows, dtype=TRACE_DTYPE) if tracing else None
-        return cand_sq[:n_verified].copy(), cands[:n_verified].copy(), trace, rnd
+        found = [(lane.cand_sq[:lane.n_verified].copy(),
+                  lane.step.counting.cands[:lane.n_verified].copy()) for lane in lanes]
+        return found, trace, rnd
 
-    def _trace_row(self, view, io, verified_sq):
+    def _trace_row(self, view, io):
         """One TRACE_DTYPE row (only when tracing: it counts ids by scanning the counts)."""
-        rec = self.searcher.counting
-        n_touched = int(rec.nums[N_TOUCHED])
-        if n_touched >= rec.touched.shape[0]:  # the list stopped: count the ids themselves
-            n_touched = int(np.count_nonzero(rec.counts))
-        l, counts = self.searcher.l, rec.counts
+        n_touched = at_l1 = at_l2 = 0
+        verified = []
+        for lane in self._lanes:
+            rec, l = lane.step.counting, lane.step.l
+            touched = int(rec.nums[N_TOUCHED])
+            if touched >= rec.touched.shape[0]:  # the list stopped: count the ids themselves
+                touched = int(np.count_nonzero(rec.counts))
+            n_touched += touched
+            at_l1 += int(np.count_nonzero(rec.counts == l - 1))
+            at_l2 += int(np.count_nonzero(rec.counts == l - 2)) if l >= 2 else 0
+            verified.append(lane.cand_sq[:lane.n_verified])
+        verified_sq = np.concatenate(verified)
         d1 = math.sqrt(float(verified_sq.min())) if verified_sq.size else math.inf
         return (view.round, view.radius, view.c_radius, io.page_reads, io.seeks, io.bytes_read,
                 view.entries, n_touched, view.n_candidates, view.n_verified, d1,
-                view.kth_distance, int(np.count_nonzero(counts == l - 1)),
-                int(np.count_nonzero(counts == l - 2)) if l >= 2 else 0)
+                view.kth_distance, at_l1, at_l2)
+
+
+def _share(cap, n_lane, n, lanes):
+    """A searcher's part of the candidate cap: the cap itself for one searcher, else its
+    share by points, ceil(cap n_j / n)."""
+    return cap if lanes == 1 else max(1, -(-cap * n_lane // n))
+
+
+def _next_lane(lanes):
+    """The searcher to run the next round: the first not yet scanned, else the unfinished
+    one of smallest radius (the first of equals); None when all are finished."""
+    best = None
+    for lane in lanes:
+        if lane.done:
+            continue
+        if not lane.scanned:
+            return lane
+        if best is None or lane.step.radius < best.step.radius:
+            best = lane
+    return best
+
+
+def _bounds(lanes):
+    """(R, c R) the searchers have all reached: the smallest over the unfinished ones (NaN
+    if one has none; +inf when all are finished)."""
+    if len(lanes) == 1:  # one searcher: its own, NaN included
+        return lanes[0].step.radius, lanes[0].step.c_radius
+    radius = c_radius = math.inf
+    for lane in lanes:
+        if lane.done:
+            continue
+        r = lane.step.radius if lane.scanned else 0.0
+        cr = lane.step.c_radius if lane.scanned else 0.0
+        radius = min(radius, r)
+        c_radius = math.nan if (math.isnan(cr) or math.isnan(c_radius)) else min(c_radius, cr)
+    return radius, c_radius
+
+
+def _kth_smallest(lanes, k):
+    """The k-th smallest verified squared distance over every searcher."""
+    if len(lanes) == 1:
+        lane = lanes[0]
+        return np.partition(lane.cand_sq[:lane.n_verified], k - 1)[k - 1]
+    both = np.concatenate([lane.cand_sq[:lane.n_verified] for lane in lanes])
+    return np.partition(both, k - 1)[k - 1]

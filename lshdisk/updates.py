@@ -22,12 +22,17 @@ transaction; a kill at any step leaves the index as before the change or as afte
 Deviations of a segmented index, against one built over the same points at once (measured
 by ``tools/bench_segments.py``):
 
-- Each segment is searched with the index's termination rule on its own: T2's cap is
-  k + beta n_s per segment (beta fixed at the first build), and T1 stops a segment once its
-  own k-th distance is within c R. The answers are the k best of the segments' top k. Every
-  segment's own guarantee holds for its points, so the merged answer keeps the
-  c-approximation with the per-segment success probability; the cost is at least one
-  search's start per segment (tree descents or directory pages, and a seek each).
+- The segments are searched as one index, in one loop (:class:`lshdisk.search.RoundSearch`
+  over one searcher per segment): T2's cap is k + beta n with n over all segments (beta
+  fixed at the first build), shared out by points, ceil(cap n_s / n) candidates for
+  segment s; each round advances the segment of smallest radius; T1 compares the k-th
+  distance over all segments with the smallest c R an unfinished segment has reached. So
+  T1 and T2 are the paper's over the union, except that where the cap cuts a round short
+  it cuts each segment at its share rather than wherever the one index's scan would have
+  reached it. A point's collisions, and so the candidates at each radius, are those of
+  the one index (the same hash functions); the guarantee's argument carries over up to the
+  cap's split. The cost: each segment's own start (tree descents, directory pages) and,
+  per round, each segment's own partly filled pages and a seek each.
 - Parameters derived from n keep their build-time values in every segment until a
   compaction re-derives them.
 - Deleted points still count as candidates toward T2's cap (their collisions are counted
