@@ -1,4 +1,5 @@
-"""The ``lshdisk`` command line: build, search, groundtruth, evaluate, tune, info, verify, demo.
+"""The ``lshdisk`` command line: build, insert, delete, compact, search, groundtruth, evaluate,
+tune, info, verify, demo.
 
 Each command parses its options, makes one library call, and prints the result: a table for
 people, or JSON with ``--json``. Failures print one line naming the problem and the fix and
@@ -10,6 +11,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 
 import click
 import numpy as np
@@ -19,7 +21,7 @@ from .errors import LshdiskError
 from .termination import POLICIES
 from storage.errors import StorageError
 
-__all__ = ["main"]
+__all__ = ["main", "InsertConfig", "DeleteConfig", "CompactConfig"]
 
 _FORMATS = click.Choice(["fvecs", "bvecs", "ivecs", "fbin", "u8bin", "i8bin", "raw", "npy", "hdf5"])
 _DTYPES = click.Choice(["uint8", "int8", "uint16", "int32", "float32", "float64"])
@@ -60,6 +62,15 @@ class _Progress:
 
 def _terminate(signum, frame):
     raise SystemExit(128 + signum)
+
+
+def _unwind_on_terminate():
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so that partial files are removed before the
+    process ends (SIGKILL cannot be caught: the next build, change or open removes what it
+    leaves)."""
+    signal.signal(signal.SIGTERM, _terminate)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, _terminate)
 
 
 def _progress_enabled(quiet):
@@ -169,8 +180,9 @@ def main():
     """lshdisk: external-memory LSH for c-approximate k-NN search on data larger than RAM.
 
     Build a disk index with 'lshdisk build', query it with 'lshdisk search', measure it
-    against exact ground truth with 'lshdisk evaluate'. Every page the index reads is counted
-    (page reads, seeks, bytes), so results come with their disk cost.
+    against exact ground truth with 'lshdisk evaluate'; change it with 'lshdisk insert',
+    'lshdisk delete' and 'lshdisk compact'. Every page the index reads is counted (page
+    reads, seeks, bytes), so results come with their disk cost.
     """
 
 
@@ -232,11 +244,7 @@ def build(source, index_dir, algorithm, preset, c, memory, page_size, seed, fmt,
     from .index import build as build_index
     progress = _Progress(_progress_enabled(quiet))
     t0 = time.perf_counter()
-    # SIGTERM and SIGHUP unwind like Ctrl-C, so the partial build is removed before the
-    # process ends (SIGKILL cannot be caught: the next build or open removes what it leaves).
-    signal.signal(signal.SIGTERM, _terminate)
-    if hasattr(signal, "SIGHUP"):
-        signal.signal(signal.SIGHUP, _terminate)
+    _unwind_on_terminate()
     try:
         index = build_index(source, index_dir, algorithm=algorithm, c=c, page_size=page_size,
                             memory_limit=memory, seed=seed, progress=progress,
@@ -260,6 +268,211 @@ def build(source, index_dir, algorithm, preset, c, memory, page_size, seed, fmt,
                + f": n = {info['n']}, d = {info['d']} ({info['dtype']}), m = {p['m']}, "
                f"l = {p['l']}, " + (f"w = {p['w']:.4f}, " if "w" in p else "")
                + f"{info['index_bytes'] / 2**20:.1f} MiB")
+
+
+# --------------------------------------------------------------------------- changes
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InsertConfig:
+    """What 'lshdisk insert' does: add the points of ``source`` to ``index_dir``."""
+
+    index_dir: str
+    source: str
+    format: str | None
+    dtype: str | None
+    dim: int | None
+    memory_limit: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteConfig:
+    """What 'lshdisk delete' does: delete ``ids`` (int64, 1-D) from ``index_dir``."""
+
+    index_dir: str
+    ids: np.ndarray
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompactConfig:
+    """What 'lshdisk compact' does: merge the segments of ``index_dir``."""
+
+    index_dir: str
+    memory_limit: str
+
+
+def _read_ids(path, singles):
+    """The ids of --ids FILE (a .npy array of integers, or text: integers separated by
+    whitespace or newlines) and of the repeated --id N, as int64 (c,)."""
+    parts = [np.asarray(singles, dtype=np.int64)]
+    if path is not None:
+        if str(path).lower().endswith(".npy"):
+            try:
+                ids = np.load(path, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise click.BadParameter(f"cannot read {path} as a .npy array ({exc}): save "
+                                         f"the ids with numpy.save", param_hint="--ids") from None
+            if ids.dtype.kind not in "iu":
+                raise click.BadParameter(f"{path} holds {ids.dtype} values, not integers: save "
+                                         f"the ids as an integer array", param_hint="--ids")
+            parts.append(ids.astype(np.int64).ravel())
+        else:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    tokens = f.read().split()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise click.BadParameter(f"cannot read {path} ({exc}): give a text file of "
+                                         f"integer ids or a .npy array",
+                                         param_hint="--ids") from None
+            try:
+                parts.append(np.array([int(t) for t in tokens], dtype=np.int64))
+            except ValueError:
+                bad = next(t for t in tokens if not t.lstrip("+-").isdigit())
+                raise click.BadParameter(f"{path} holds {bad!r}, not an integer id: give one "
+                                         f"integer id per line or separated by spaces",
+                                         param_hint="--ids") from None
+            except OverflowError:
+                raise click.BadParameter(f"{path} holds an id beyond int64: pass ids the index "
+                                         f"returned", param_hint="--ids") from None
+    return np.concatenate(parts)
+
+
+def _segment_rows(manifest):
+    """One dict per segment of ``manifest`` (lshdisk.segments.Manifest): name, n, ids."""
+    rows = []
+    for s in manifest.segments:
+        ids = (f"{s.id_start} .. {s.id_start + s.n - 1}" if s.id_start is not None
+               else f"id map ({s.id_map})")
+        rows.append({"name": s.name, "n": s.n, "id_start": s.id_start, "id_map": s.id_map,
+                     "ids": ids})
+    return rows
+
+
+def _segments_summary(manifest):
+    """The segments part of 'lshdisk info' (and of the change commands' --json)."""
+    return {"segments": _segment_rows(manifest), "next_id": manifest.next_id,
+            "tombstones": manifest.tombstone_count, "rows": manifest.rows,
+            "live": manifest.live, "generation": manifest.generation}
+
+
+@main.command()
+@click.argument("index_dir", type=click.Path())
+@click.argument("source")
+@click.option("--format", "fmt", type=_FORMATS, default=None,
+              help="Source format; default from the extension. HDF5 sources are FILE.hdf5:train.")
+@click.option("--dtype", type=_DTYPES, default=None, help="Coordinate type of a raw source.")
+@click.option("--dim", type=int, default=None, help="Dimension of a raw source.")
+@click.option("--memory", default="1GiB", show_default=True,
+              help="Memory limit of the new segment's build, e.g. 256MiB.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the ids added and the segments as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def insert(index_dir, source, fmt, dtype, dim, memory, as_json, quiet):
+    """Insert the points of SOURCE into the index in INDEX_DIR as a new segment.
+
+    SOURCE is read as 'lshdisk build' reads it; its points must have the index's dimension
+    and values the index's dtype holds exactly (uint8 points into a float32 index, whole
+    numbers 0..255 into a uint8 index). The segment is built out of core with the index's
+    own hash functions and parameters, and the index switches to it in one atomic step: an
+    interrupted insert leaves the index as it was. The new points get the ids after the
+    largest id the index ever gave; searches see them at once. Prints the id range added.
+    """
+    from .index import open as open_index
+    from .updates import add
+    config = InsertConfig(index_dir=index_dir, source=source, format=fmt, dtype=dtype, dim=dim,
+                          memory_limit=memory)
+    progress = _Progress(_progress_enabled(quiet))
+    _unwind_on_terminate()
+    try:
+        ids = add(config.index_dir, config.source, memory_limit=config.memory_limit,
+                  progress=progress, format=config.format, dtype=config.dtype, dim=config.dim)
+        with open_index(config.index_dir, termination_model=False) as index:
+            n, summary = index.n, _segments_summary(index.manifest)
+    except (LshdiskError, StorageError, ValueError, OSError) as exc:
+        _fail(exc)
+    finally:
+        progress.close()
+    first, last = int(ids[0]), int(ids[-1])
+    if as_json:
+        click.echo(json.dumps(dict(summary, added={"count": int(ids.size), "first_id": first,
+                                                   "last_id": last}, n=n), indent=2))
+        return
+    click.echo(f"inserted {ids.size} points into {os.path.abspath(index_dir)} as "
+               f"{summary['segments'][-1]['name']}: ids {first} .. {last}; n = {n} in "
+               f"{len(summary['segments'])} segments")
+
+
+@main.command()
+@click.argument("index_dir", type=click.Path())
+@click.option("--ids", "ids_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="File of the ids to delete: text, integers one per line or separated by "
+                   "whitespace, or a .npy array of integers.")
+@click.option("--id", "singles", type=int, multiple=True, metavar="N",
+              help="An id to delete; repeatable, and combines with --ids.")
+@click.option("--json", "as_json", is_flag=True, help="Print the count and the segments as JSON.")
+def delete(index_dir, ids_path, singles, as_json):
+    """Delete points of the index in INDEX_DIR by id: no later search returns them.
+
+    Ids are those searches return (any order; repeats and ids deleted before are allowed and
+    not counted again). The deleted ids are written to a new tombstone file and the index
+    switches to it in one atomic step; their space is reclaimed by 'lshdisk compact'. Prints
+    how many points were newly deleted.
+    """
+    from .index import open as open_index
+    from .updates import delete as delete_ids
+    if ids_path is None and not singles:
+        raise click.UsageError("give the ids to delete: --ids FILE and/or --id N")
+    config = DeleteConfig(index_dir=index_dir, ids=_read_ids(ids_path, singles))
+    try:
+        count = delete_ids(config.index_dir, config.ids)
+        with open_index(config.index_dir, termination_model=False) as index:
+            n, summary = index.n, _segments_summary(index.manifest)
+    except (LshdiskError, StorageError, ValueError, TypeError, OSError) as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(dict(summary, deleted=count, n=n), indent=2))
+        return
+    click.echo(f"deleted {count} of {config.ids.size} ids given from "
+               f"{os.path.abspath(index_dir)}: n = {n}, {summary['tombstones']} deleted in all")
+
+
+@main.command()
+@click.argument("index_dir", type=click.Path())
+@click.option("--memory", default="1GiB", show_default=True,
+              help="Memory limit of the rebuild, e.g. 256MiB.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars.")
+def compact(index_dir, memory, as_json, quiet):
+    """Merge the segments of the index in INDEX_DIR into one, dropping deleted points.
+
+    The live points keep their ids; the result is the index 'lshdisk build' gives on them
+    (in id order) with the index's build arguments, its parameters derived from n derived
+    again for the live count. It is built beside the old index and exchanged with it in one
+    atomic step. A tuned termination model is dropped: run 'lshdisk tune' again. An index
+    of one segment with nothing deleted is left as it is. Prints the points kept.
+    """
+    from .index import open as open_index
+    from .updates import compact as compact_index
+    config = CompactConfig(index_dir=index_dir, memory_limit=memory)
+    progress = _Progress(_progress_enabled(quiet))
+    _unwind_on_terminate()
+    try:
+        with open_index(config.index_dir, termination_model=False) as index:
+            before = index.manifest
+        kept = compact_index(config.index_dir, memory_limit=config.memory_limit,
+                             progress=progress)
+        with open_index(config.index_dir, termination_model=False) as index:
+            summary = _segments_summary(index.manifest)
+    except (LshdiskError, StorageError, ValueError, OSError) as exc:
+        _fail(exc)
+    finally:
+        progress.close()
+    merged, dropped = len(before.segments), before.tombstone_count
+    if as_json:
+        click.echo(json.dumps(dict(summary, kept=kept, merged=merged, dropped=dropped),
+                              indent=2))
+        return
+    click.echo(f"compacted {os.path.abspath(index_dir)}: {kept} points kept, {merged} "
+               f"segment(s) merged into 1, {dropped} deleted point(s) dropped")
 
 
 def _load_queries(queries, fmt, dtype, d):
@@ -520,11 +733,16 @@ def verify(index_dir, as_json):
 @click.argument("index_dir", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print everything as JSON.")
 def info(index_dir, as_json):
-    """Describe the index in INDEX_DIR: algorithm, parameters (with the derived m and l), files."""
+    """Describe the index in INDEX_DIR: algorithm, parameters (with the derived m and l),
+    segments (name, points, ids), the next id, deleted points, files.
+
+    n is the count of points a search can return (deleted ones left out).
+    """
     from .index import open as open_index
     try:
         with open_index(index_dir) as index:
             data = index.info()
+            data["segments"] = _segments_summary(index.manifest)
     except (LshdiskError, StorageError, ValueError, OSError) as exc:
         _fail(exc)
     if as_json:
@@ -549,6 +767,11 @@ def info(index_dir, as_json):
                       if unit.get("recorded") is False else "given" if unit.get("given") else
                       f"measured: nearest-neighbour scale {unit.get('scaled_distance') or 0:.6g} "
                       f"over sqrt(c)") + "; radii u c^j)")
+    seg = data["segments"]
+    click.echo(f"segments   {len(seg['segments'])}; next id {seg['next_id']}; "
+               f"{seg['tombstones']} deleted of {seg['rows']} rows")
+    for row in seg["segments"]:
+        click.echo(f"segment    {row['name']}: n = {row['n']}, ids {row['ids']}")
     for name, f in sorted(data["files"].items()):
         click.echo(f"file       {name}: {f['pages']} pages, {f['bytes'] / 2**20:.2f} MiB")
     train = data["build"].get("train_seconds")

@@ -10,7 +10,7 @@ import lshdisk
 from lshdisk.cli import main
 from lshdisk.evaluate import recall_at_k
 
-COMMANDS = ["build", "search", "groundtruth", "evaluate", "tune", "info", "verify", "demo"]
+COMMANDS = ["build", "insert", "delete", "compact", "search", "groundtruth", "evaluate", "tune", "info", "verify", "demo"]
 
 
 def _run(*args):
