@@ -100,41 +100,37 @@ def check_groundtruth(index, queries, gt_D, gt_I, *, label="the ground truth"):
     Disk access: the vector pages of the sampled queries' ground-truth neighbours, read
     through a handle of their own (the index's counters and buffer pool are untouched).
     """
-    from storage import PageFile
-    from .vector_store import VECTORS_KIND, VectorStore
-    from .verify import check_file
-
     nq = queries.shape[0]
     prefix = f"{label}: this ground truth does not belong to these queries/this data"
     if gt_I.shape[0] != nq:
         raise GroundTruthMismatchError(f"{prefix}: it has {gt_I.shape[0]} queries, the query "
                                        f"file {nq}; pass the ground truth of these queries")
-    if gt_I.size and (gt_I.max() >= index.n or gt_I.min() < -1):
-        bad = int(gt_I.max() if gt_I.max() >= index.n else gt_I.min())
+    top = index.manifest.next_id  # ids are never reused: after deletes some lie above n
+    if gt_I.size and (gt_I.max() >= top or gt_I.min() < -1):
+        bad = int(gt_I.max() if gt_I.max() >= top else gt_I.min())
         raise GroundTruthMismatchError(f"{prefix}: it names point {bad}, the index holds points "
-                                       f"0..{index.n - 1}; compute it with 'lshdisk groundtruth' "
+                                       f"0..{top - 1}; compute it with 'lshdisk groundtruth' "
                                        f"on the indexed data")
     if gt_D is None:
         return
-    name = index.meta["files"]["vectors"]
-    with PageFile.open(os.path.join(index.path, name), kind=VECTORS_KIND) as pf:
-        check_file(pf, index.meta, name)
-        store = VectorStore(pf)
-        for q in np.unique(np.linspace(0, nq - 1, min(nq, _SAMPLE_QUERIES)).astype(np.int64)):
-            ids = gt_I[q]
-            keep = ids >= 0
-            if not keep.any():
-                continue
-            rows = store.fetch(index.slots_of(ids[keep])).astype(np.float64)
-            true = np.sqrt(((rows - queries[q].astype(np.float64)) ** 2).sum(axis=1))
-            stated = gt_D[q][keep].astype(np.float64)
-            off = ~np.isclose(stated, true, rtol=_DISTANCE_RTOL, atol=1e-6)
-            if off.any():
-                j = int(np.flatnonzero(off)[0])
-                raise GroundTruthMismatchError(
-                    f"{prefix}: query {q}'s neighbour {int(ids[keep][j])} is at distance "
-                    f"{true[j]:.6g} in the index, the ground truth says {stated[j]:.6g}; compute "
-                    f"it with 'lshdisk groundtruth' on the indexed data and these queries")
+    for q in np.unique(np.linspace(0, nq - 1, min(nq, _SAMPLE_QUERIES)).astype(np.int64)):
+        ids = gt_I[q]
+        keep = ids >= 0
+        if not keep.any():
+            continue
+        try:
+            rows = index.fetch(ids[keep]).astype(np.float64)
+        except ValueError as exc:  # a deleted point
+            raise GroundTruthMismatchError(f"{prefix}: {exc}") from None
+        true = np.sqrt(((rows - queries[q].astype(np.float64)) ** 2).sum(axis=1))
+        stated = gt_D[q][keep].astype(np.float64)
+        off = ~np.isclose(stated, true, rtol=_DISTANCE_RTOL, atol=1e-6)
+        if off.any():
+            j = int(np.flatnonzero(off)[0])
+            raise GroundTruthMismatchError(
+                f"{prefix}: query {q}'s neighbour {int(ids[keep][j])} is at distance "
+                f"{true[j]:.6g} in the index, the ground truth says {stated[j]:.6g}; compute "
+                f"it with 'lshdisk groundtruth' on the indexed data and these queries")
 
 
 def evaluate(index, queries, gt_D, ks, *, progress=None, threads=None, max_candidates=None,

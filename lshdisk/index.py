@@ -524,7 +524,7 @@ def _search_segments(reader, q, options):
     k = options.k
     sqs, gids, kept = [], [], []
     found, trace, rounds = reader.search.search_lanes(q, options)
-    for part, (sq, slots) in zip(reader.parts, found):
+    for part, (sq, slots) in zip(reader.searched, found):
         dead = part.segment.dead
         if dead is not None:  # (verification skipped them: their distance is +inf)
             live = ~dead[slots]
@@ -642,9 +642,12 @@ class _Reader:
             self.plain = len(self.parts) == 1 and first.global_map is None and \
                 first.segment.dead is None and first.segment.entry.id_start == 0
             beta = first.segment.params.beta
+            #: The segments searched: those with a live point (all, if none has).
+            self.searched = [p for p in self.parts
+                             if p.segment.dead is None or not p.segment.dead.all()] or self.parts
             self.search = RoundSearch.of_lanes(
-                [(p.searcher, p.vectors, p.segment.dead) for p in self.parts], self.counter,
-                beta)
+                [(p.searcher, p.vectors, p.segment.dead) for p in self.searched],
+                self.counter, beta)
             self.vectors = first.vectors
             #: slot -> source id (a partition layout), read through this reader's counter.
             self.id_map = first.id_map
@@ -858,6 +861,56 @@ class Index:
                 check_file(pf, self.meta, self.metadata.files[role])
                 store = self._maps[role] = VectorStore(pf)
             return store
+
+    def fetch(self, ids):
+        """The stored vectors of live points ``ids`` over every segment.
+
+        Parameters
+        ----------
+        ids : array-like of int
+            Any order, repeats allowed.
+
+        Returns
+        -------
+        ndarray of the index's dtype, shape (c, d)
+
+        Raises
+        ------
+        ValueError
+            For an id that is not a live point (never given, or deleted).
+
+        Notes
+        -----
+        Disk access: the points' vector pages (and a layout's or compaction's id maps), read
+        through a reader of its own: the handle's counters are untouched.
+        """
+        self._check_open()
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        order = np.argsort(ids, kind="stable")
+        wanted = ids[order]
+        out = np.empty((ids.size, self.d), dtype=self.dtype)
+        found = np.zeros(ids.size, dtype=bool)
+        reader = _Reader(self)
+        try:
+            for part in reader.parts:
+                seg = part.segment
+                pos, local = seg.local_ids(wanted, self.path)
+                if pos.size == 0:
+                    continue
+                slots = seg.slots(local, self.path)
+                if seg.dead is not None:
+                    live = ~seg.dead[slots]
+                    pos, slots = pos[live], slots[live]
+                out[order[pos]] = part.vectors.fetch(slots)
+                found[order[pos]] = True
+        finally:
+            reader.close()
+        if not found.all():
+            bad = int(ids[np.flatnonzero(~found)[0]])
+            raise ValueError(f"id {bad} is not a live point of {self.path} (ids 0 .. "
+                             f"{self.manifest.next_id - 1}, {self.manifest.tombstone_count} "
+                             f"deleted): pass ids a search returned")
+        return out
 
     def slots_of(self, ids):
         """Rows of ``vectors.pages`` holding points ``ids`` (int64 array of source row

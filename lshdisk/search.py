@@ -199,10 +199,12 @@ class RoundSearch:
     Several searchers (:meth:`of_lanes`) are searched as one index of their n together:
     T2's cap, k + beta n with n over all of them, is shared out by points (searcher j may
     verify ceil(cap n_j / n) candidates, and is finished when it has); each round advances
-    the unfinished searcher whose radius is smallest (each in turn for its first round); T1
-    compares the k-th smallest distance over all of them with the smallest c R any
-    unfinished searcher has reached (a finished one, capped or with every entry counted,
-    sets no bound). With one searcher this is the loop of the papers, round for round.
+    the unfinished searcher whose radius is smallest (each in turn for its first round); the
+    termination policy is asked only after a round that leaves no unfinished searcher
+    behind (at a smaller radius), and T1 then compares the k-th smallest distance over all
+    of them with the smallest c R of the unfinished ones (a finished one, capped or with
+    every entry counted, sets no bound). With one searcher this is the loop of the papers,
+    round for round.
 
     Memory: the searchers', plus 16 bytes per candidate of the largest cap used.
     """
@@ -335,7 +337,11 @@ class RoundSearch:
                 if tracing:
                     rows.append(self._trace_row(view, counter.snapshot().delta(io0)))
                 rnd += 1
-                if policy.should_stop(view) or all(ln.done for ln in lanes):
+                if all(ln.done for ln in lanes):
+                    break
+                if not _level(lanes, lane):  # the policy is asked once all have caught up
+                    continue
+                if policy.should_stop(view):
                     break
                 if adjust is not None:  # a policy may lower (or raise, up to T2) the cap
                     new_cap = adjust(view)
@@ -393,6 +399,20 @@ def _next_lane(lanes):
         if best is None or lane.step.radius < best.step.radius:
             best = lane
     return best
+
+
+def _level(lanes, lane):
+    """True when no unfinished searcher is behind ``lane``, the one that ran the round:
+    every one has had its first round and none has a smaller radius."""
+    if len(lanes) == 1:
+        return True
+    r = lane.step.radius
+    for other in lanes:
+        if other is lane or other.done:
+            continue
+        if not other.scanned or other.step.radius < r:
+            return False
+    return True
 
 
 def _bounds(lanes):

@@ -121,6 +121,7 @@ def tune(index, targets, *, k=10, queries=None, gt=None, sample=2000, seed=0, th
     queries; then one permissive search per training query.
     """
     require_sklearn()  # fail before the long measurement, not after it
+    index._require_plain("tuning")  # its sample and ground truth read one segment
     exclude = gt_I = None
     scanned = search = None
     if progress is not None:

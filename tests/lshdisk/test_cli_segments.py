@@ -193,9 +193,6 @@ def test_cli_segments_info_lists_segments_next_id_and_tombstones(base_index, ind
     assert f"segments   1; next id {rows}; 0 deleted of {rows - 3} rows" in after.stdout
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="evaluate.check_groundtruth reads the first segment's vectors only: "
-                          "an IndexError escapes the command as a traceback")
 def test_cli_segments_evaluate_a_segmented_index(base_index, index, clustered, tmp_path):
     assert _run("insert", index, base_index / "new.npy", "--memory", "16MiB", "-q").exit_code == 0
     np.save(tmp_path / "all.npy", clustered.x[:N_BASE + N_NEW])

@@ -427,12 +427,8 @@ def test_segments_io_is_counted_over_every_segment(qalsh_states, data):
     assert total.page_reads > 0
 
 
-# --------------------------------------------------------------------------- known gaps
+# --------------------------------------------------------------------------- evaluate, tune
 
-@pytest.mark.xfail(strict=True, raises=(IndexError, lshdisk.GroundTruthMismatchError),
-                   reason="evaluate.check_groundtruth reads the first segment's vectors.pages "
-                          "by id and bounds ids by the live n: ids of later segments fail "
-                          "with IndexError, ids at or above n after a delete are refused")
 @pytest.mark.parametrize("which", ["grown", "shrunk"])
 def test_segments_ground_truth_of_a_segmented_index_is_accepted(qalsh_states, data, oracle,
                                                                 which):
@@ -448,8 +444,6 @@ def test_segments_ground_truth_of_a_segmented_index_is_accepted(qalsh_states, da
     assert rows[0]["recall"] >= 0.9
 
 
-@pytest.mark.xfail(strict=True, reason="tune samples and scans the first segment's vectors "
-                                       "only; Index._require_plain is never called")
 def test_segments_tune_refuses_a_segmented_index(qalsh_states):
     from lshdisk.tune import tune
     with lshdisk.open(qalsh_states.two) as index:
