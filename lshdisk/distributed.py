@@ -24,7 +24,9 @@ Needs ``lshdisk[distributed]`` (dask.distributed). A cluster is used as it is gi
 
 Deviations: the index is segmented (one segment per partition), with the search costs and
 per-segment termination described in :mod:`lshdisk.updates`; ``lshdisk compact`` makes it
-one segment. Each worker's build keeps within ``memory_limit`` of its own.
+one segment. Each worker's build keeps within ``memory_limit`` of its own, and its
+parallel kernels use as many cores as the worker has threads (a worker of one thread
+projects on one core).
 """
 
 import os
@@ -32,6 +34,7 @@ import shutil
 import time
 from concurrent.futures import CancelledError
 
+import numba
 import numpy as np
 
 from storage import durable
@@ -118,11 +121,28 @@ def _build_partition(source, open_kw, start, stop, target, settings, base):
     else:  # the rows themselves, sent by the client
         src = open_source(source)
     s = settings
-    _build_locked(None, target, s["algorithm"], s["c"], s["page_size"], s["memory_limit_bytes"],
-                  s["seed"], s["unit"], None, None, None, None, s["preset"], s["params_fn"],
-                  s["builder"], s["overrides"], s["layout"], arguments=s["arguments"],
-                  base=base, src=src)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(min(threads, _worker_threads()))  # (this thread's kernels only)
+    try:
+        _build_locked(None, target, s["algorithm"], s["c"], s["page_size"],
+                      s["memory_limit_bytes"], s["seed"], s["unit"], None, None, None, None,
+                      s["preset"], s["params_fn"], s["builder"], s["overrides"], s["layout"],
+                      arguments=s["arguments"], base=base, src=src)
+    finally:
+        numba.set_num_threads(threads)
     return target, stop - start, time.perf_counter() - t0
+
+
+def _worker_threads():
+    """The threads of the Dask worker running this task (the cores it was given, which its
+    parallel kernels then use), or every core outside a worker."""
+    try:
+        from distributed import get_worker
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return numba.config.NUMBA_NUM_THREADS
+    state = getattr(worker, "state", worker)
+    return max(1, int(getattr(state, "nthreads", 1)))
 
 
 def _run(client, fn, calls):

@@ -4,7 +4,8 @@ cost of s segments, and the sharded build on a Dask LocalCluster of 1 and 2 work
 
 Usage: python tools/bench_segments.py [--data DIR] [--base 1000000] [--queries 200] [--k 10]
        [--algorithm qalsh] [--param NAME=VALUE ...] [--memory 1GiB] [--delete 0.1]
-       [--segments 1,2,4,8] [--workers 1,2] [--work DIR] [--skip STEP,...] [--json FILE]
+       [--layout source] [--max-candidates N] [--segments 1,2,4,8] [--workers 1,2]
+       [--work DIR] [--skip STEP,...] [--json FILE]
 
 DIR holds ``base.u8bin`` (the first ``--base`` rows are the index, the rest the insert: at
 least 10 % more) and ``query.u8bin``, e.g. from
@@ -79,7 +80,7 @@ def recall_in(I, gt_ids, allowed, k):
     return float(np.mean(hits))
 
 
-def measure(index, q, k, gt_ids, allowed, label, rows, **kw):
+def measure(index, q, k, gt_ids, allowed, label, rows, kw):
     t0 = time.perf_counter()
     D, I, st = index.search(q, k, return_stats=True, threads=1, **kw)
     wall = time.perf_counter() - t0
@@ -114,6 +115,8 @@ def main(argv=None):
     ap.add_argument("--algorithm", default="qalsh")
     ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     ap.add_argument("--layout", default="source")
+    ap.add_argument("--max-candidates", type=int, default=None,
+                    help="the search's candidate cap (default: the method's T2)")
     ap.add_argument("--memory", default="1GiB")
     ap.add_argument("--delete", type=float, default=0.1)
     ap.add_argument("--segments", default="1,2,4,8")
@@ -134,6 +137,7 @@ def main(argv=None):
     os.makedirs(args.work, exist_ok=True)
     work = os.path.abspath(args.work)
     rows, times = [], {}
+    search_kw = {} if args.max_candidates is None else {"max_candidates": args.max_candidates}
     out = {"data": os.path.abspath(data_path), "n_all": n_all, "base": base,
            "queries": int(q.shape[0]), "k": k, "build": {kk: str(v) for kk, v in build_kw.items()},
            "rows": rows, "seconds": times}
@@ -155,13 +159,14 @@ def main(argv=None):
         print("insert", flush=True)
         full = timed("full build (all rows)",
                      lambda: lshdisk.build(data_path, fresh_dir("full"), **build_kw), times)
-        measure(full, q, k, gt_ids, lambda g: True, "fresh build, all rows", rows)
+        measure(full, q, k, gt_ids, lambda g: True, "fresh build, all rows", rows, search_kw)
         inc = timed("build (base rows)",
                     lambda: lshdisk.build(x[:base], fresh_dir("inc"), **build_kw), times)
-        measure(inc, q, k, gt_ids, lambda g: g < base, "base rows only", rows)
+        measure(inc, q, k, gt_ids, lambda g: g < base, "base rows only", rows, search_kw)
         ids = timed("insert", lambda: inc.add(x[base:], memory_limit=args.memory), times)
         assert ids[0] == base and ids[-1] == n_all - 1
-        measure(inc, q, k, gt_ids, lambda g: True, "base + insert (2 segments)", rows)
+        measure(inc, q, k, gt_ids, lambda g: True, "base + insert (2 segments)", rows,
+                search_kw)
         out["insert_share_of_rebuild"] = round(times["insert"] / times["full build (all rows)"], 4)
         print(f"  insert / full rebuild = {out['insert_share_of_rebuild']:.3f}", flush=True)
         full.close()
@@ -174,8 +179,9 @@ def main(argv=None):
             dead[gone] = True
             count = timed("delete", lambda: inc.delete(gone), times)
             assert count == gone.size
-            _, I = measure(inc, q, k, gt_ids, lambda g: not dead[g], "after delete", rows)
-            _, _, cands = inc.search(q, k, return_candidates=True, threads=1)
+            _, I = measure(inc, q, k, gt_ids, lambda g: not dead[g], "after delete", rows,
+                           search_kw)
+            _, _, cands = inc.search(q, k, return_candidates=True, threads=1, **search_kw)
             returned = int(dead[I[I >= 0]].sum()) + sum(int(dead[c].sum()) for c, _ in cands)
             out["deleted_returned"] = returned
             print(f"  deleted ids among answers and verified candidates: {returned}", flush=True)
@@ -183,7 +189,8 @@ def main(argv=None):
             if "compact" not in skip:
                 print("compact", flush=True)
                 kept = timed("compact", lambda: inc.compact(memory_limit=args.memory), times)
-                Dc, Ic = measure(inc, q, k, gt_ids, lambda g: not dead[g], "after compact", rows)
+                Dc, Ic = measure(inc, q, k, gt_ids, lambda g: not dead[g], "after compact",
+                                 rows, search_kw)
                 keep = np.flatnonzero(~dead)
                 assert kept == keep.size
                 survivors = np.asarray(x[keep])
@@ -191,7 +198,7 @@ def main(argv=None):
                               lambda: lshdisk.build(survivors, fresh_dir("survivors"),
                                                     **build_kw), times)
                 del survivors
-                Df, If = fresh.search(q, k, threads=1)
+                Df, If = fresh.search(q, k, threads=1, **search_kw)
                 If = np.where(If >= 0, keep[np.maximum(If, 0)], -1)  # to the survivors' ids
                 same = bool(np.array_equal(Ic, If) and np.array_equal(Dc, Df))
                 out["compact_equals_fresh"] = same
@@ -205,7 +212,7 @@ def main(argv=None):
             index = timed(f"build, {s} segment(s)",
                           lambda: ld.build(data_path, fresh_dir(f"seg{s}"), partitions=s,
                                            **build_kw), times)
-            measure(index, q, k, gt_ids, lambda g: True, f"{s} segment(s)", rows)
+            measure(index, q, k, gt_ids, lambda g: True, f"{s} segment(s)", rows, search_kw)
             index.close()
 
     if "dask" not in skip:
@@ -217,7 +224,7 @@ def main(argv=None):
         if not os.path.isdir(local_dir):
             ld.build(data_path, fresh_dir(f"seg{parts}"), partitions=parts, **build_kw).close()
         local = lshdisk.open(local_dir)
-        D0, I0 = local.search(q, k, threads=1)
+        D0, I0 = local.search(q, k, threads=1, **search_kw)
         for w in counts:
             with LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
                               dashboard_address=":0") as cluster, Client(cluster) as client:
@@ -226,7 +233,7 @@ def main(argv=None):
                 index = timed(f"dask build, {w} worker(s)",
                               lambda: ld.build(data_path, fresh_dir(f"dask{w}"), client=client,
                                                partitions=parts, **build_kw), times)
-                D1, I1 = ld.search(index.path, q, k, client=client)
+                D1, I1 = ld.search(index.path, q, k, client=client, **search_kw)
                 same = bool(np.array_equal(I0, I1) and np.array_equal(D0, D1))
                 out[f"dask{w}_equals_local"] = same
                 print(f"  answers equal the local {parts}-partition build's: {same}", flush=True)
