@@ -55,7 +55,9 @@ _ITERATIONS = 10
 _TRAIN_PER_CELL = 16
 _MAX_TRAIN_ROWS = 200_000
 _MAX_CELLS = 1 << 20
-_MAX_BUCKET_ROWS = 1 << 31  # slots within a bucket are stored as uint32
+# Slots within a bucket are stored as uint32. Module-level so that tests can shrink it to
+# force many buckets on tiny data.
+_MAX_BUCKET_ROWS = 1 << 31
 _CELLS_FILE = "layout-cells.tmp"
 _ROWS_FILE = "layout-rows.tmp"
 _CELL_DTYPE = np.dtype("<u4")
@@ -228,8 +230,8 @@ class PartitionLayout:
                 lo = 0
                 for b in np.flatnonzero(counts).tolist():
                     hi = lo + int(counts[b])
-                    durable.pwrite_all(rows_fd, chunk[lo:hi].view(np.uint8), int(filled[b]) * rec.itemsize,
-                                       path=rows_path)
+                    durable.pwrite_all(rows_fd, chunk[lo:hi].view(np.uint8),
+                                       int(filled[b]) * rec.itemsize, path=rows_path)
                     filled[b] += hi - lo
                     lo = hi
                 del chunk, order, bucket, slots, cells

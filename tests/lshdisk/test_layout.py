@@ -125,6 +125,23 @@ def test_many_buckets_give_the_same_index_as_one(clustered, tmp_path, monkeypatc
     assert files["one"] == files["many"]
 
 
+def test_small_memory_limit_gives_the_same_index_as_a_large_one(tmp_path):
+    """100,000 x 8: at 16 MiB the layout spills into 3 buckets, at 1 GiB into one; the training
+    sample (capped by the cells, not the memory) and so every page file are the same."""
+    from lshdisk._units import parse_bytes
+    from lshdisk.layout import PartitionLayout
+    from lshdisk.synthetic import clustered_chunks
+    x = np.concatenate(list(clustered_chunks(100_000, 8, seed=4, n_clusters=200, stream=0)))
+    buckets = {}
+    for limit in ("16MiB", "1GiB"):
+        probe = PartitionLayout(str(tmp_path), n=x.shape[0], d=8, dtype=x.dtype, page_size=4096,
+                                seed=0, memory_limit_bytes=int(0.15 * parse_bytes(limit)))
+        buckets[limit] = -(-x.shape[0] // probe.bucket_rows)
+        lshdisk.build(x, tmp_path / limit, memory_limit=limit, seed=0, layout="partition").close()
+    assert buckets == {"16MiB": 3, "1GiB": 1}
+    assert _page_files(tmp_path / "16MiB") == _page_files(tmp_path / "1GiB")
+
+
 @pytest.mark.parametrize("bucket_rows,chunk_rows", [(1 << 31, 1000), (97, 1000), (50, 7),
                                                     (1, 64)])
 def test_reorder_is_cell_then_id_order(clustered, tmp_path, monkeypatch, bucket_rows,
