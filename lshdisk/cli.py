@@ -32,7 +32,7 @@ class _Progress:
 
     LABELS = {"read": "reading and projecting", "tables": "writing hash tables", "search": "searching",
               "sample": "reading the training sample", "train": "training",
-              "layout": "assigning rows to the layout's cells",
+              "layout": "placing rows in the layout's cells (two passes)",
               "groundtruth": "scanning the base"}
 
     def __init__(self, enabled):

@@ -3,16 +3,20 @@
 memory cgroup, and report peak memory, time and a search.
 
 Usage: python tools/bench_memory.py [--workdir DIR] [--n 2097152] [--d 128]
-       [--memory 256MiB] [--cgroup-limit 512MiB] [--algorithm qalsh] [--layout source]
-       [--param NAME=VALUE ...]
+       [--data PATH [--queries PATH]] [--memory 256MiB] [--cgroup-limit 512MiB]
+       [--algorithm qalsh] [--layout source] [--param NAME=VALUE ...]
 
 Generates a clustered float32 .npy of n x d (2,097,152 x 128 = 1 GiB by default) unless it
-exists, then runs ``lshdisk build DATA INDEX --memory M`` as a child process placed in a new
+exists, or with --data uses an existing dataset (any format ``lshdisk build`` reads, e.g.
+``data/bench/sift1m/base.u8bin`` of ``tools/make_sift_like.py``; --n and --d are then
+ignored), then runs ``lshdisk build DATA INDEX --memory M`` as a child process placed in a new
 memory cgroup capped at --cgroup-limit (cgroup v2 ``memory.max`` or v1
 ``memory.limit_in_bytes``; page cache is reclaimable there, anonymous memory is not, and
 there is no swap). Needs root to create the cgroup; without one it still runs and reports the
 child's peak resident set. Prints the cgroup's peak usage, its peak anonymous memory (sampled), the
-child's peak RSS, the build time and a 10-NN search of 10 queries.
+child's peak RSS, the build time and a 10-NN search of 10 queries (generated ones; with --data
+the first 10 rows of --queries, or without it 10 evenly spaced rows of the data), checking
+the returned distances against the data's rows.
 """
 
 import argparse
@@ -28,6 +32,7 @@ import numpy as np
 
 import lshdisk
 from lshdisk._units import parse_bytes
+from lshdisk.datasets import open_source
 from lshdisk.synthetic import clustered_chunks, write_clustered
 
 
@@ -83,6 +88,8 @@ def main(argv=None):
     ap.add_argument("--workdir", default="/tmp/lshdisk-memory-bench")
     ap.add_argument("--n", type=int, default=2_097_152)
     ap.add_argument("--d", type=int, default=128)
+    ap.add_argument("--data", help="an existing dataset to build (skips generating one)")
+    ap.add_argument("--queries", help="with --data: a query file (its first 10 rows are used)")
     ap.add_argument("--memory", default="256MiB")
     ap.add_argument("--cgroup-limit", default="512MiB")
     ap.add_argument("--algorithm", default="qalsh")
@@ -91,7 +98,11 @@ def main(argv=None):
                     help="a method parameter, passed to lshdisk build (repeatable)")
     args = ap.parse_args(argv)
     os.makedirs(args.workdir, exist_ok=True)
-    data = os.path.join(args.workdir, f"clustered-{args.n}x{args.d}.npy")
+    if args.queries and not args.data:
+        ap.error("--queries needs --data")
+    data = args.data or os.path.join(args.workdir, f"clustered-{args.n}x{args.d}.npy")
+    if args.data and not os.path.exists(data):
+        ap.error(f"--data {data} does not exist: give an existing dataset file")
     if not os.path.exists(data):
         t0 = time.perf_counter()
         write_clustered(data, args.n, args.d, seed=11)
@@ -138,18 +149,31 @@ def main(argv=None):
         return 1
     print(f"data {os.path.getsize(data) / 2**20:.0f} MiB, --memory {args.memory}, cgroup limit "
           f"{args.cgroup_limit if cg else 'none'}: build {seconds:.1f} s, child peak RSS "
-          f"{child_rss / 2**20:.0f} MiB (file-backed pages of the memory-mapped .npy included)"
+          f"{child_rss / 2**20:.0f} MiB (file-backed pages of the memory-mapped data included)"
           + (f", cgroup peak usage (page cache included) {peak / 2**20:.0f} MiB, peak anonymous "
              f"memory sampled every 50 ms {anon_peak[0] / 2**20:.0f} MiB" if peak else ""))
-    queries = next(clustered_chunks(10, args.d, seed=11, stream=1))
-    with lshdisk.open(index_dir) as index:
-        D, I, st = index.search(queries, 10, return_stats=True)
-        base = np.load(data, mmap_mode="r")
-        exact = np.linalg.norm(base[I[:, 0]] - queries, axis=1)
-        ok = np.allclose(exact, D[:, 0], rtol=1e-4)
-        print(f"search k=10 on {index.info()['index_bytes'] / 2**20:.0f} MiB index: mean "
+    with open_source(data) as base:
+        if args.queries:
+            with open_source(args.queries) as q:
+                queries = q.read_rows(0, min(10, q.n))
+        elif args.data:
+            queries = np.concatenate([base.read_rows(i, i + 1)
+                                      for i in np.linspace(0, base.n - 1, 10).astype(int)])
+        else:
+            queries = next(clustered_chunks(10, args.d, seed=11, stream=1))
+        queries = queries.astype(np.float32)
+        with lshdisk.open(index_dir) as index:
+            D, I, st = index.search(queries, 10, return_stats=True)
+            index_mib = index.info()["index_bytes"] / 2**20
+        found = I[:, 0] >= 0
+        nearest = np.concatenate([base.read_rows(i, i + 1) for i in I[found, 0].tolist()]
+                                 + [np.empty((0, base.d), dtype=base.dtype)])
+        exact = np.linalg.norm(nearest.astype(np.float64) - queries[found], axis=1)
+        ok = bool(found.all()) and np.allclose(exact, D[found, 0], rtol=1e-4, atol=1e-3)
+        print(f"search k=10 on {index_mib:.0f} MiB index: mean "
               f"{st.page_reads.mean():.0f} page reads, {st.cpu_seconds.mean() * 1e3:.1f} ms per query; "
-              f"returned distances {'match' if ok else 'DO NOT match'} the data")
+              f"{int(found.sum())} of {found.size} queries answered, returned distances "
+              f"{'match' if ok else 'DO NOT match'} the data")
     return 0 if ok else 1
 
 
