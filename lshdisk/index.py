@@ -286,8 +286,8 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
         params = base.params if base is not None else params_fn(src.n, c=c, **overrides)
         needed = _space_needed(src.n, src.d, src.dtype.itemsize, params.m, page_size,
                                memory_limit_bytes)
-        if layout == "partition":  # the temporary copy of the rows and the two id maps
-            needed += src.n * (src.d * src.dtype.itemsize + 16) + 4 * page_size
+        if layout == "partition":  # the spilled rows (with slot and id), cells, two id maps
+            needed += src.n * (src.d * src.dtype.itemsize + 28) + 4 * page_size
         durable.check_free_space(parent, needed, what=f"building {index_dir}")
     except BaseException:
         src.close()
@@ -298,8 +298,8 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
     builder = writer = None
     try:
         counter = IOCounter()
-        # Budget: 60 % the method (45 % with a partition layout, whose sorts take 15 %), 15 %
-        # chunk temporaries, the rest for writers and slack.
+        # Budget: 60 % the method (45 % with a partition layout, whose buckets take 15 %),
+        # 15 % chunk temporaries, the rest for writers and slack.
         share = 0.6 if layout == "source" else 0.45
         builder = builder_cls(work, n=src.n, d=src.d, params=params, seed=int(seed),
                               page_size=page_size,
@@ -341,7 +341,7 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
         if arranger is None:
             stream = ((start, rows, None) for start, rows in src.iter_chunks(chunk_rows))
         else:  # rows (and the ids the method sees) in slot order
-            per_row += src.d * src.dtype.itemsize  # the gathered copy
+            per_row += src.d * src.dtype.itemsize  # the chunk's rows in slot order
             chunk_rows = max(1, int(0.15 * memory_limit_bytes) // per_row)
             stream = arranger.reorder(
                 src, chunk_rows, lambda done, total: _report(progress, "layout", done, total))
