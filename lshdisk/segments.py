@@ -240,7 +240,9 @@ def read_manifest(catalog, n, path):
 # ---------------------------------------------------------------------------- id files
 
 def write_id_file(path, chunks, *, page_size):
-    """Write ascending int64 ids, given as an iterable of 1-D arrays, to a new page file.
+    """Write int64 ids, given as an iterable of 1-D arrays, to a new page file, in that
+    order (tombstones and a compacted segment's ids are ascending; a layout's maps are
+    permutations).
 
     Returns
     -------

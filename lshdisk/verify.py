@@ -189,8 +189,36 @@ def verify_index(index_dir):
             _verify_pages(pf, result)
             _verify_structure(role, pf, meta, result)
     _verify_arrays(meta, arrays, result)
+    _verify_id_maps(path, meta, result)
     _verify_segments(path, arrays, result)
     return result
+
+
+def _verify_id_maps(path, meta, result):
+    """A partition layout's maps must be inverse permutations of 0 .. n - 1 (slot -> id and
+    id -> slot), and a compacted segment's ids ascending (16 bytes a point in memory)."""
+    files = meta.get("files", {})
+    facts = meta.get("file_facts", {})
+    try:
+        if "ids" in files and "slots" in files:
+            ids = read_id_file(os.path.join(path, files["ids"]), facts.get(files["ids"]))
+            slots = read_id_file(os.path.join(path, files["slots"]), facts.get(files["slots"]))
+            n = ids.size
+            ok = slots.size == n and bool(np.all((ids >= 0) & (ids < n)))
+            if ok:
+                ok = bool(np.array_equal(slots[ids], np.arange(n)))
+            if not ok:
+                result.problems.append(f"{files['ids']} and {files['slots']} are not inverse "
+                                       f"permutations of the {n} points: the layout's maps are "
+                                       f"damaged; rebuild the index")
+        if "global_ids" in files:
+            own = read_id_file(os.path.join(path, files["global_ids"]),
+                               facts.get(files["global_ids"]))
+            if own.size and (own[0] < 0 or np.any(np.diff(own) <= 0)):
+                result.problems.append(f"{files['global_ids']}: the segment's ids are not "
+                                       f"ascending and non-negative: rebuild the index")
+    except (StorageError, CorruptIndexError) as exc:
+        result.problems.append(str(exc))
 
 
 def _verify_segments(path, arrays, result):

@@ -74,6 +74,28 @@ def test_partition_layout_ground_truth_check_and_verify(layouts, clustered):
     assert r.exit_code == 0, r.output
 
 
+def test_verify_refuses_id_maps_that_are_not_inverse_permutations(tmp_path):
+    from lshdisk.segments import write_id_file
+    from lshdisk.verify import VerifyResult, _verify_id_maps
+    ids = np.array([2, 0, 3, 1], dtype=np.int64)  # slot -> id
+    slots = np.argsort(ids)  # id -> slot
+    meta = {"files": {"ids": "ids.pages", "slots": "slots.pages"}, "file_facts": {}}
+    for name, values in (("ids.pages", ids), ("slots.pages", slots)):
+        meta["file_facts"][name] = write_id_file(str(tmp_path / name), [values],
+                                                 page_size=512)[1]
+    good = VerifyResult(str(tmp_path))
+    _verify_id_maps(str(tmp_path), meta, good)
+    assert good.ok, good.problems
+    swapped = slots.copy()
+    swapped[[0, 1]] = swapped[[1, 0]]
+    (tmp_path / "slots.pages").unlink()
+    meta["file_facts"]["slots.pages"] = write_id_file(str(tmp_path / "slots.pages"), [swapped],
+                                                      page_size=512)[1]
+    bad = VerifyResult(str(tmp_path))
+    _verify_id_maps(str(tmp_path), meta, bad)
+    assert len(bad.problems) == 1 and "inverse permutations" in bad.problems[0]
+
+
 def test_bad_layout_is_refused(clustered, tmp_path):
     with pytest.raises(ValueError, match="layout must be one of source, partition"):
         lshdisk.build(clustered.x, tmp_path / "x", layout="sorted")
