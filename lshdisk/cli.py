@@ -742,7 +742,11 @@ def info(index_dir, as_json):
     try:
         with open_index(index_dir) as index:
             data = index.info()
+            sizes = {row["name"]: row for row in data["segments"]}
             data["segments"] = _segments_summary(index.manifest)
+            for row in data["segments"]["segments"]:  # bytes on disk and deleted points
+                row.update(bytes=sizes[row["name"]]["bytes"],
+                           deleted=sizes[row["name"]]["deleted"])
     except (LshdiskError, StorageError, ValueError, OSError) as exc:
         _fail(exc)
     if as_json:
@@ -771,7 +775,8 @@ def info(index_dir, as_json):
     click.echo(f"segments   {len(seg['segments'])}; next id {seg['next_id']}; "
                f"{seg['tombstones']} deleted of {seg['rows']} rows")
     for row in seg["segments"]:
-        click.echo(f"segment    {row['name']}: n = {row['n']}, ids {row['ids']}")
+        click.echo(f"segment    {row['name']}: n = {row['n']}, ids {row['ids']}, "
+                   f"{row['deleted']} deleted, {row['bytes'] / 2**20:.2f} MiB")
     for name, f in sorted(data["files"].items()):
         click.echo(f"file       {name}: {f['pages']} pages, {f['bytes'] / 2**20:.2f} MiB")
     train = data["build"].get("train_seconds")
