@@ -41,7 +41,8 @@ from storage import durable
 
 from .datasets import open_source, read_queries
 from .errors import MissingExtraError
-from .index import HashBase, Index, SearchStats, _build_locked, build_job, sample_rows
+from .index import (HashBase, Index, SearchStats, _build_locked, build_job, method_share,
+                    sample_rows)
 from .segments import MANIFEST_DOC, SEGMENTS_DIR, Manifest, SegmentEntry, segment_name
 
 __all__ = ["build", "search", "RowRange"]
@@ -87,14 +88,15 @@ class RowRange:
         self._src.close()
 
 
-def _hash_base(src, job, c, seed, page_size, work, progress):
+def _hash_base(src, job, c, seed, page_size, layout, work, progress):
     """The hash functions of a build of all of ``src`` (:class:`lshdisk.index.HashBase`),
     fixed in one read pass (after a training pass for a learned family)."""
     method = job.method
     params = method.params_fn(src.n, c=c, **job.overrides)
     limit = job.memory_limit_bytes
     builder = method.builder(work, n=src.n, d=src.d, params=params, seed=int(seed),
-                             page_size=page_size, memory_limit_bytes=int(0.6 * limit),
+                             page_size=page_size,
+                             memory_limit_bytes=int(method_share(layout) * limit),
                              counter=None, unit=None if job.unit == "auto" else job.unit)
     try:
         chunk_rows = max(1, int(0.15 * limit) // (src.d * 8 + 64))
@@ -223,7 +225,7 @@ def build(source, index_dir, *, client=None, partitions=None, algorithm="qalsh",
                         or not 1 <= partitions <= n:
                     raise ValueError(f"partitions must be an int from 1 to n = {n}, got "
                                      f"{partitions!r}")
-                base = _hash_base(src, job, c, seed, page_size, shards, progress)
+                base = _hash_base(src, job, c, seed, page_size, layout, shards, progress)
                 bounds = np.linspace(0, n, int(partitions) + 1).astype(np.int64).tolist()
                 in_memory = not isinstance(source, (str, os.PathLike))
                 calls = []

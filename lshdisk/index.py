@@ -238,6 +238,12 @@ def build_job(index_dir, *, algorithm, c, page_size, memory_limit, seed, overwri
 
 
 
+def method_share(layout):
+    """The share of a build's memory limit its method's builder gets: 60 %, or 45 % with a
+    partition layout (whose buckets take 15 %)."""
+    return 0.6 if layout == "source" else 0.45
+
+
 def _space_needed(n, d, itemsize, m, page_size, memory_limit_bytes):
     """Estimated peak bytes a build writes: vector pages, hash tables (16-bit keys and
     bit-packed ids), the external sort's runs if its records outgrow its memory, catalog."""
@@ -300,7 +306,7 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
         counter = IOCounter()
         # Budget: 60 % the method (45 % with a partition layout, whose buckets take 15 %),
         # 15 % chunk temporaries, the rest for writers and slack.
-        share = 0.6 if layout == "source" else 0.45
+        share = method_share(layout)
         builder = builder_cls(work, n=src.n, d=src.d, params=params, seed=int(seed),
                               page_size=page_size,
                               memory_limit_bytes=int(share * memory_limit_bytes),
@@ -321,8 +327,9 @@ def _build_locked(source, index_dir, algorithm, c, page_size, memory_limit_bytes
         learned = hasattr(builder, "fit") and base is None
         if learned or arranger is not None:  # one pass for the training sample
             t_train = time.perf_counter()
-            ids = builder.training_ids() if learned else training_ids(seed, src.n,
-                                                                      arranger.train_rows)
+            # (A learned method's sample serves the layout too, trained or adopted.)
+            ids = builder.training_ids() if hasattr(builder, "training_ids") else \
+                training_ids(seed, src.n, arranger.train_rows)
             sample = sample_rows(src, ids, chunk_rows, progress)
             _report(progress, "train", 0, 1)
             if learned:
@@ -535,7 +542,9 @@ def _search_segments(reader, q, options):
         kept.append((part, sq, slots))
     sq = np.concatenate(sqs)
     ids = np.concatenate(gids)
-    order = np.lexsort((ids, sq))[:k]
+    # Equal distances: by segment, then by row within it (as the one-segment search does,
+    # so a compacted index answers as a fresh build of its points).
+    order = np.argsort(sq, kind="stable")[:k]
     return sq, ids, order, trace, rounds, kept
 
 

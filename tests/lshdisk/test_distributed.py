@@ -158,3 +158,21 @@ def test_distributed_index_takes_inserts_and_compacts_to_a_fresh_build(points, t
     D1, I1 = index.search(q, K)
     D2, I2 = fresh.search(q, K)
     assert np.array_equal(I1, I2) and np.array_equal(D1, D2)
+
+
+@pytest.mark.parametrize("layout", ["source", "partition"])
+def test_distributed_hash_functions_are_a_one_machine_builds_under_a_small_memory_limit(
+        points, tmp_path, layout):
+    x, q, path = points
+    opts = {"m": 4, "centroids": 16, "l": 2, "train_rows": 100_000}
+    one = lshdisk.build(path, tmp_path / "one", algorithm="kmeans", options=opts,
+                        layout=layout, memory_limit="16MiB")
+    two = ld.build(path, tmp_path / "two", partitions=2, algorithm="kmeans", options=opts,
+                   layout=layout, memory_limit="16MiB")
+    for name in one._arrays:
+        assert np.array_equal(one._arrays[name], two._arrays[name]), name
+    one1 = ld.build(path, tmp_path / "one1", partitions=1, algorithm="kmeans", options=opts,
+                    layout=layout, memory_limit="16MiB")
+    D1, I1 = one.search(q, K)
+    D2, I2 = one1.search(q, K)
+    assert np.array_equal(I1, I2) and np.array_equal(D1, D2)
