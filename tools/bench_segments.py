@@ -134,8 +134,10 @@ def main(argv=None):
         raise SystemExit(f"--base must be below the {n_all} rows of {data_path}")
     build_kw = dict(algorithm=args.algorithm, memory_limit=args.memory, layout=args.layout,
                     options=params(args.param) or None)
-    os.makedirs(args.work, exist_ok=True)
-    work = os.path.abspath(args.work)
+    root = os.path.abspath(args.work)  # ground truth here, indexes in a folder per setting
+    tag = "-".join([args.algorithm, args.layout] + sorted(args.param)).replace("=", "")
+    work = os.path.join(root, tag)
+    os.makedirs(work, exist_ok=True)
     rows, times = [], {}
     search_kw = {} if args.max_candidates is None else {"max_candidates": args.max_candidates}
     out = {"data": os.path.abspath(data_path), "n_all": n_all, "base": base,
@@ -143,7 +145,7 @@ def main(argv=None):
            "rows": rows, "seconds": times}
     print(f"data {data_path}: {n_all} x {x.shape[1]}, base {base}, insert {n_all - base}, "
           f"{q.shape[0]} queries, k = {k}, {build_kw}", flush=True)
-    gt_file = os.path.join(work, f"gt-{n_all}-{q.shape[0]}-{4 * k}.npy")
+    gt_file = os.path.join(root, f"gt-{n_all}-{q.shape[0]}-{4 * k}.npy")
     if os.path.exists(gt_file):
         gt_ids = np.load(gt_file)
     else:
