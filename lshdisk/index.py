@@ -625,13 +625,13 @@ class _Reader:
     pool), one I/O counter over every segment's files, and per segment a vector store,
     searcher state and search loop. Used by one thread at a time."""
 
-    def __init__(self, index):
+    def __init__(self, index, segments, generation):
         self.counter = IOCounter()
         self.files = []
-        self.generation = index._generation
+        self.generation = generation
         self.parts = []
         try:
-            for seg in index._segments:
+            for seg in segments:
                 files = seg.metadata.files
 
                 def open_file(name, kind, seg=seg):
@@ -753,6 +753,7 @@ class Index:
         self._closed = False
         self._trace = None
         self._generation = 0
+        self._maps = {}
         self._options = {"cache_bytes": parse_bytes(cache_bytes, name="cache_bytes"),
                          "termination_model": termination_model}
         durable.remove_leftovers(os.path.dirname(self.path))  # and rolls back a cut replacement
@@ -768,8 +769,7 @@ class Index:
             raise NotAnIndexError(f"{self.path} is not an lshdisk index (no catalog/): pass the "
                                   f"INDEX_DIR given to 'lshdisk build'")
         meta, arrays, model_doc, model_arrays, manifest = _read_catalog(self.path, root=True)
-        self.manifest = manifest
-        self.buffer_pool = BufferPool(self._options["cache_bytes"])
+        buffer_pool = BufferPool(self._options["cache_bytes"])
         segments = []
         for entry in manifest.segments:
             if entry.name == ".":
@@ -778,7 +778,7 @@ class Index:
                 seg_meta, seg_arrays = _read_catalog(os.path.join(self.path, entry.name))[:2]
             segments.append(_Segment(os.path.join(self.path, entry.name) if entry.name != "."
                                      else self.path, entry, seg_meta, seg_arrays,
-                                     self.buffer_pool, self.path))
+                                     buffer_pool, self.path))
         root = segments[0]
         for seg in segments[1:]:
             if (seg.metadata.algorithm, seg.metadata.dataset.d, seg.metadata.dataset.dtype,
@@ -797,28 +797,32 @@ class Index:
                     mask = np.zeros(seg.n, dtype=bool)
                     mask[seg.slots(local, self.path)] = True
                     seg.dead = mask
-        self._segments = segments
-        self.metadata = root.metadata
-        self.meta = meta
-        self.algorithm = self.metadata.algorithm
-        self._method = root.method
-        self.d = root.metadata.dataset.d
-        #: Points a search can return (over every segment, deleted ones left out).
-        self.n = manifest.live
-        self.dtype, self.params = root.dtype, root.params
-        self._arrays = arrays
-        #: The tuned learned-termination model (lshdisk tune), or None.
-        self.termination_model = None
+        model = None
         if model_doc is not None and self._options["termination_model"]:
             def get_model_array(name):
                 if name not in model_arrays:
                     raise KeyError(name)
                 return model_arrays[name]
-            self.termination_model = TerminationModel.from_catalog(model_doc, get_model_array,
-                                                                   path=self.path)
-        self._maps = {}
+            model = TerminationModel.from_catalog(model_doc, get_model_array, path=self.path)
+        with self._lock:  # one step: a reader made meanwhile sees the old view or the new
+            if hasattr(self, "_segments"):
+                self._generation += 1
+            self.manifest = manifest
+            self.buffer_pool = buffer_pool
+            self._segments = segments
+            self.metadata = root.metadata
+            self.meta = meta
+            self.algorithm = self.metadata.algorithm
+            self._method = root.method
+            self.d = root.metadata.dataset.d
+            #: Points a search can return (over every segment, deleted ones left out).
+            self.n = manifest.live
+            self.dtype, self.params = root.dtype, root.params
+            self._arrays = arrays
+            #: The tuned learned-termination model (lshdisk tune), or None.
+            self.termination_model = model
         first = self._new_reader()
-        self._idle.append(first)
+        self._release(first)
         self.counter = first.counter
         self.vectors = first.vectors
         self._searcher = first.search.searcher
@@ -844,15 +848,17 @@ class Index:
         with self._lock:
             if self._closed:
                 raise ValueError(f"index {self.path} is closed")
-            self._generation += 1
-            idle, self._idle = self._idle, []
+        self._load()
+        with self._lock:
+            gen = self._generation
+            idle = [r for r in self._idle if r.generation != gen]
+            self._idle = [r for r in self._idle if r.generation == gen]
+            self._readers = [r for r in self._readers if r.generation == gen]
             maps, self._maps = self._maps, {}
-            self._readers = []
         for reader in idle:
             reader.close()
         for store in maps.values():
             store.page_file.close()
-        self._load()
 
     @property
     def layout(self):
@@ -899,7 +905,7 @@ class Index:
         wanted = ids[order]
         out = np.empty((ids.size, self.d), dtype=self.dtype)
         found = np.zeros(ids.size, dtype=bool)
-        reader = _Reader(self)
+        reader = self._acquire()
         try:
             for part in reader.parts:
                 seg = part.segment
@@ -913,7 +919,7 @@ class Index:
                 out[order[pos]] = part.vectors.fetch(slots)
                 found[order[pos]] = True
         finally:
-            reader.close()
+            self._release(reader)
         if not found.all():
             bad = int(ids[np.flatnonzero(~found)[0]])
             raise ValueError(f"id {bad} is not a live point of {self.path} (ids 0 .. "
@@ -941,10 +947,13 @@ class Index:
         return out
 
     def _new_reader(self):
-        reader = _Reader(self)
+        with self._lock:
+            segments, generation = self._segments, self._generation
+        reader = _Reader(self, segments, generation)
         with self._lock:
             reader.counter.set_trace(self._trace)
-            self._readers.append(reader)
+            if generation == self._generation:
+                self._readers.append(reader)
         return reader
 
     def set_trace(self, sink):
