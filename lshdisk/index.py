@@ -905,7 +905,9 @@ class Index:
         wanted = ids[order]
         out = np.empty((ids.size, self.d), dtype=self.dtype)
         found = np.zeros(ids.size, dtype=bool)
-        reader = self._acquire()
+        with self._lock:
+            segments = self._segments
+        reader = _Reader(self, segments, -1)  # of its own (never pooled): no search counts
         try:
             for part in reader.parts:
                 seg = part.segment
@@ -919,7 +921,7 @@ class Index:
                 out[order[pos]] = part.vectors.fetch(slots)
                 found[order[pos]] = True
         finally:
-            self._release(reader)
+            reader.close()
         if not found.all():
             bad = int(ids[np.flatnonzero(~found)[0]])
             raise ValueError(f"id {bad} is not a live point of {self.path} (ids 0 .. "
