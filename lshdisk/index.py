@@ -1208,6 +1208,7 @@ class Index:
         if termination is not None or max_candidates is not None:
             raise ValueError("recall_target sets the termination itself: do not pass "
                              "termination or max_candidates with it")
+        self._require_plain("recall_target (a model tuned on one segment)")
         if isinstance(recall_target, bool) or \
                 not isinstance(recall_target, (int, float, np.integer, np.floating)):
             raise TypeError(f"recall_target must be a float, got {type(recall_target).__name__}")
@@ -1220,6 +1221,7 @@ class Index:
 
     def _start_policy(self, termination):
         """``termination`` with the tuned start radius (errors: see :meth:`search`)."""
+        self._require_plain("start_radius (a model tuned on one segment)")
         model = self.termination_model
         start = None if model is None else model.start
         if start is None:

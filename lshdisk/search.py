@@ -201,7 +201,8 @@ class RoundSearch:
     verify ceil(cap n_j / n) candidates, and is finished when it has); each round advances
     the unfinished searcher whose radius is smallest (each in turn for its first round); the
     termination policy is asked only after a round that leaves no unfinished searcher
-    behind (at a smaller radius), and T1 then compares the k-th smallest distance over all
+    behind (at a smaller radius), which ends a round of the index (``RoundView.round``,
+    ``stale_rounds`` and ``k_round`` count those), and T1 then compares the k-th smallest distance over all
     of them with the smallest c R of the unfinished ones (a finished one, capped or with
     every entry counted, sets no bound). With one searcher this is the loop of the papers,
     round for round.
@@ -277,9 +278,10 @@ class RoundSearch:
         cur_cap = cap
         kth = math.inf
         view = None
-        rnd = 0
-        last_change = 0  # the round in which the top-k last changed
-        k_round = -1  # the round in which k candidates were first verified
+        rnd = 0  # rounds run, of whichever searcher
+        lvl = 0  # rounds of the index: one ends when no searcher is behind (one searcher: rnd)
+        last_change = 0  # the (index) round in which the top-k last changed
+        k_round = -1  # the (index) round in which k candidates were first verified
         adjust = getattr(policy, "cap_after", None)
         start = getattr(policy, "start_radius", None)
         begun = []
@@ -325,15 +327,15 @@ class RoundSearch:
                     if n_verified >= k:
                         kth = math.sqrt(_kth_smallest(lanes, k))
                     if before < k or kth < kth_before:
-                        last_change = rnd
+                        last_change = lvl
                     if before < k <= n_verified:
-                        k_round = rnd
+                        k_round = lvl
                 radius, c_radius = _bounds(lanes)
-                view = RoundView(rnd, k, cur_cap, step.c, radius, c_radius, n_cands,
+                view = RoundView(lvl, k, cur_cap, step.c, radius, c_radius, n_cands,
                                  n_verified, kth, sum(int(ln.step.counting.nums[N_ENTRIES])
                                                       for ln in lanes),
                                  counter.page_reads - reads0,
-                                 rnd - last_change if n_verified >= k else 0, k_round)
+                                 lvl - last_change if n_verified >= k else 0, k_round)
                 if tracing:
                     rows.append(self._trace_row(view, counter.snapshot().delta(io0)))
                 rnd += 1
@@ -341,6 +343,7 @@ class RoundSearch:
                     break
                 if not _level(lanes, lane):  # the policy is asked once all have caught up
                     continue
+                lvl += 1
                 if policy.should_stop(view):
                     break
                 if adjust is not None:  # a policy may lower (or raise, up to T2) the cap
