@@ -37,7 +37,7 @@ from .learned_termination import MODEL_DOC, LearnedBudget, TerminationModel
 from .layout import IDS_FILE, SLOTS_FILE, PartitionLayout, check_layout
 from .learning import TrainingSample, training_ids
 from .metadata import INDEX_FORMAT, INDEX_VERSION, IndexMeta
-from .segments import MANIFEST_DOC, read_id_file, read_manifest
+from .segments import MANIFEST_DOC, catalog_lock, read_id_file, read_manifest
 from .search import RoundSearch, SearchOptions
 from .termination import termination_policy
 from .vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
@@ -54,6 +54,8 @@ ALGORITHMS = registry.names()
 CATALOG_DIR = "catalog"
 VECTORS_FILE = "vectors.pages"
 _MIN_MEMORY = 16 * 2**20
+#: Reads of an index's catalog and segments an open makes while changes replace them.
+_LOAD_ATTEMPTS = 3
 
 
 def _report(progress, stage, done, total):
@@ -452,7 +454,8 @@ def _looks_like_index(path):
     if not os.path.isdir(os.path.join(path, CATALOG_DIR)):
         return False
     try:
-        with Catalog.open(os.path.join(path, CATALOG_DIR)) as catalog:
+        with catalog_lock(os.path.join(path, CATALOG_DIR)), \
+                Catalog.open(os.path.join(path, CATALOG_DIR)) as catalog:
             return catalog.get_json("index").get("format") == INDEX_FORMAT
     except (CorruptCatalogError, UnsupportedVersionError):
         return True
@@ -469,7 +472,8 @@ def _read_catalog(path, root=False):
     """(index document, method arrays) of the catalog in ``path``; with ``root``, also the
     termination model's document and arrays and the segment manifest."""
     try:
-        with Catalog.open(os.path.join(path, CATALOG_DIR)) as catalog:
+        with catalog_lock(os.path.join(path, CATALOG_DIR)), \
+                Catalog.open(os.path.join(path, CATALOG_DIR)) as catalog:
             meta = catalog.get_json("index")
             names = catalog.names()
             arrays = {name: catalog.get_array(name) for name in names
@@ -750,6 +754,8 @@ class Index:
         self._readers = []
         self._idle = []
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._changing = False
         self._closed = False
         self._trace = None
         self._generation = 0
@@ -768,8 +774,64 @@ class Index:
         if not os.path.isdir(os.path.join(self.path, CATALOG_DIR)):
             raise NotAnIndexError(f"{self.path} is not an lshdisk index (no catalog/): pass the "
                                   f"INDEX_DIR given to 'lshdisk build'")
-        meta, arrays, model_doc, model_arrays, manifest = _read_catalog(self.path, root=True)
-        buffer_pool = BufferPool(self._options["cache_bytes"])
+        for attempt in range(_LOAD_ATTEMPTS):
+            meta, arrays, model_doc, model_arrays, manifest = _read_catalog(self.path,
+                                                                            root=True)
+            buffer_pool = BufferPool(self._options["cache_bytes"])
+            try:
+                segments = self._read_segments(meta, arrays, manifest, buffer_pool)
+                with self._lock:
+                    generation = self._generation + (1 if hasattr(self, "_segments") else 0)
+                first = _Reader(self, segments, generation)  # opens every segment's files
+                break
+            except (CorruptIndexError, NotAnIndexError, FileNotFoundError):
+                # A change by another process may have replaced what this manifest names
+                # between the two reads: read again if the manifest moved.
+                if attempt + 1 == _LOAD_ATTEMPTS or not self._moved(meta, manifest):
+                    raise
+        root = segments[0]
+        model = None
+        if model_doc is not None and self._options["termination_model"]:
+            def get_model_array(name):
+                if name not in model_arrays:
+                    raise KeyError(name)
+                return model_arrays[name]
+            model = TerminationModel.from_catalog(model_doc, get_model_array, path=self.path)
+        with self._lock:  # one step: a reader made meanwhile sees the old view or the new
+            self._generation = generation
+            self.manifest = manifest
+            self.buffer_pool = buffer_pool
+            self._segments = segments
+            self.metadata = root.metadata
+            self.meta = meta
+            self.algorithm = self.metadata.algorithm
+            self._method = root.method
+            self.d = root.metadata.dataset.d
+            #: Points a search can return (over every segment, deleted ones left out).
+            self.n = manifest.live
+            self.dtype, self.params = root.dtype, root.params
+            self._arrays = arrays
+            #: The tuned learned-termination model (lshdisk tune), or None.
+            self.termination_model = model
+            first.counter.set_trace(self._trace)
+            self._readers.append(first)
+        self._release(first)
+        self.counter = first.counter
+        self.vectors = first.vectors
+        self._searcher = first.search.searcher
+
+    def _moved(self, meta, manifest):
+        """True if the index on disk is no longer the one ``meta`` and ``manifest`` describe
+        (another build id, or another manifest generation)."""
+        try:
+            now_meta, _, _, _, now = _read_catalog(self.path, root=True)
+        except (NotAnIndexError, CorruptIndexError):
+            return True
+        return (now_meta.get("build_id"), now.generation) != (meta.get("build_id"),
+                                                              manifest.generation)
+
+    def _read_segments(self, meta, arrays, manifest, buffer_pool):
+        """The :class:`_Segment` list of ``manifest``, each with its deleted rows."""
         segments = []
         for entry in manifest.segments:
             if entry.name == ".":
@@ -797,35 +859,7 @@ class Index:
                     mask = np.zeros(seg.n, dtype=bool)
                     mask[seg.slots(local, self.path)] = True
                     seg.dead = mask
-        model = None
-        if model_doc is not None and self._options["termination_model"]:
-            def get_model_array(name):
-                if name not in model_arrays:
-                    raise KeyError(name)
-                return model_arrays[name]
-            model = TerminationModel.from_catalog(model_doc, get_model_array, path=self.path)
-        with self._lock:  # one step: a reader made meanwhile sees the old view or the new
-            if hasattr(self, "_segments"):
-                self._generation += 1
-            self.manifest = manifest
-            self.buffer_pool = buffer_pool
-            self._segments = segments
-            self.metadata = root.metadata
-            self.meta = meta
-            self.algorithm = self.metadata.algorithm
-            self._method = root.method
-            self.d = root.metadata.dataset.d
-            #: Points a search can return (over every segment, deleted ones left out).
-            self.n = manifest.live
-            self.dtype, self.params = root.dtype, root.params
-            self._arrays = arrays
-            #: The tuned learned-termination model (lshdisk tune), or None.
-            self.termination_model = model
-        first = self._new_reader()
-        self._release(first)
-        self.counter = first.counter
-        self.vectors = first.vectors
-        self._searcher = first.search.searcher
+        return segments
 
     @property
     def segment_count(self):
@@ -984,13 +1018,43 @@ class Index:
         return total
 
     def _acquire(self):
-        """An idle reader (a new one if every reader is busy)."""
-        with self._lock:
+        """An idle reader (a new one if every reader is busy: after the change this handle
+        is making, if any; after reading the index again if another process changed it)."""
+        with self._changed:
             if self._closed:
                 raise ValueError(f"index {self.path} is closed")
             if self._idle:
                 return self._idle.pop()
-        return self._new_reader()
+            while self._changing:  # its files are being replaced: wait for the new view
+                self._changed.wait()
+                if self._idle:
+                    return self._idle.pop()
+            meta, manifest = self.meta, self.manifest
+        try:
+            return self._new_reader()
+        except (CorruptIndexError, FileNotFoundError):
+            if not self._moved(meta, manifest):
+                raise
+        self._reload()  # another process changed the index since this handle read it
+        return self._acquire()
+
+    def _change(self, fn):
+        """Run ``fn()`` (an insert, delete or compaction of this index), then see the index
+        as it is after it; searches meanwhile use idle readers of the old view, and new
+        readers wait for the new one."""
+        self._check_open()
+        with self._changed:
+            while self._changing:
+                self._changed.wait()
+            self._changing = True
+        try:
+            result = fn()
+            self._reload()
+        finally:
+            with self._changed:
+                self._changing = False
+                self._changed.notify_all()
+        return result
 
     def _release(self, reader):
         with self._lock:
@@ -1179,29 +1243,22 @@ class Index:
             The new points' ids.
         """
         from .updates import add
-        self._check_open()
-        ids = add(self.path, vectors, memory_limit=memory_limit, progress=progress,
-                  format=format, dtype=dtype, dim=dim)
-        self._reload()
-        return ids
+        return self._change(lambda: add(self.path, vectors, memory_limit=memory_limit,
+                                        progress=progress, format=format, dtype=dtype,
+                                        dim=dim))
 
     def delete(self, ids):
         """Delete points by id (:func:`lshdisk.updates.delete`); returns how many were newly
         deleted. This handle's later searches never return them."""
         from .updates import delete
-        self._check_open()
-        count = delete(self.path, ids)
-        self._reload()
-        return count
+        return self._change(lambda: delete(self.path, ids))
 
     def compact(self, *, memory_limit="1GiB", progress=None):
         """Merge the segments into one without the deleted points
         (:func:`lshdisk.updates.compact`); returns the points kept."""
         from .updates import compact
-        self._check_open()
-        count = compact(self.path, memory_limit=memory_limit, progress=progress)
-        self._reload()
-        return count
+        return self._change(lambda: compact(self.path, memory_limit=memory_limit,
+                                            progress=progress))
 
     def _learned_policy(self, k, recall_target, termination, max_candidates):
         """The LearnedBudget of ``recall_target`` (errors: see :meth:`search`)."""

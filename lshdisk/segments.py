@@ -31,6 +31,7 @@ another generation is refused.
 
 import os
 import re
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +41,7 @@ from storage import PageFile, durable
 from .errors import CorruptIndexError, UnsupportedIndexVersionError
 from .vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
 
-__all__ = ["MANIFEST_DOC", "MANIFEST_FORMAT", "MANIFEST_VERSION", "SEGMENTS_DIR",
+__all__ = ["catalog_lock", "MANIFEST_DOC", "MANIFEST_FORMAT", "MANIFEST_VERSION", "SEGMENTS_DIR",
            "GLOBAL_IDS_FILE", "SegmentEntry", "Manifest", "read_manifest", "write_id_file",
            "read_id_file", "unreferenced", "segment_name", "tombstone_name"]
 
@@ -54,6 +55,23 @@ _SEGMENT_RE = re.compile(r"^s\d{6,}$")
 _TOMBSTONE_RE = re.compile(r"^tombstones-\d{6,}\.pages$")
 #: Rows of an id file read at a time.
 _ID_CHUNK = 1 << 17
+
+
+_LOCKS = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def catalog_lock(catalog_dir):
+    """The process's lock of the catalog in ``catalog_dir``: held while a thread has it open,
+    since one process may not hold a catalog open for reading and for writing at once
+    (:mod:`storage.catalog`), so that a change's manifest switch and another thread's open
+    wait for each other instead of failing."""
+    key = os.path.abspath(os.fspath(catalog_dir))
+    with _LOCKS_LOCK:
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = _LOCKS[key] = threading.Lock()
+        return lock
 
 
 def segment_name(generation):

@@ -8,6 +8,7 @@ import numpy as np
 from storage.catalog import Catalog
 from .groundtruth import compute_groundtruth
 from .learned_termination import MODEL_DOC, collect, require_sklearn, train
+from .segments import catalog_lock
 
 __all__ = ["tune", "training_sample", "write_model"]
 
@@ -156,7 +157,8 @@ def write_model(index_dir, model):
         If this process has the catalog open.
     """
     docs, arrays = model.to_catalog()
-    with Catalog.open(os.path.join(os.fspath(index_dir), "catalog"), readonly=False) as cat:
+    path = os.path.join(os.fspath(index_dir), "catalog")
+    with catalog_lock(path), Catalog.open(path, readonly=False) as cat:
         stale = [name for name in cat.names()
                  if name.startswith(MODEL_DOC + "/") and name not in arrays]
         cat.put_many(documents=docs, arrays=arrays, delete=stale)

@@ -42,6 +42,7 @@ by ``tools/bench_segments.py``):
 
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
@@ -54,13 +55,16 @@ from .datasets import open_source
 from .errors import DatasetError
 from .index import CATALOG_DIR, HashBase, Index, _build_locked, _MIN_MEMORY
 from .segments import (GLOBAL_IDS_FILE, MANIFEST_DOC, SEGMENTS_DIR, Manifest, SegmentEntry,
-                       read_id_file, segment_name, tombstone_name, unreferenced, write_id_file)
+                       catalog_lock, read_id_file, segment_name, tombstone_name, unreferenced,
+                       write_id_file)
 from ._units import parse_bytes
 
 __all__ = ["add", "delete", "compact"]
 
 #: Rows a compaction copies at a time at most.
 _COPY_ROWS = 1 << 16
+#: Seconds a change waits for the index's lock before it reports it held.
+_LOCK_WAIT_SECONDS = 2.0
 
 
 def _memory(memory_limit):
@@ -70,9 +74,21 @@ def _memory(memory_limit):
     return limit
 
 
+@contextmanager
+def _locked(index_dir):
+    """The index's write lock (the one its builds take); a holder of a moment (an open
+    cleaning leftovers) is waited for, a change or build in progress is a LockedError."""
+    lock = durable.TargetLock(index_dir).acquire(wait_seconds=_LOCK_WAIT_SECONDS)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
 def _commit(index_dir, manifest):
     """Switch the index's manifest to ``manifest`` (one synchronous LMDB transaction)."""
-    with Catalog.open(os.path.join(index_dir, CATALOG_DIR), readonly=False) as catalog:
+    path = os.path.join(index_dir, CATALOG_DIR)
+    with catalog_lock(path), Catalog.open(path, readonly=False) as catalog:
         catalog.put_json(MANIFEST_DOC, manifest.to_dict())
 
 
@@ -164,18 +180,22 @@ def add(index_dir, source, *, memory_limit="1GiB", progress=None, format=None, d
     """
     index_dir = os.path.abspath(os.fspath(index_dir))
     limit = _memory(memory_limit)
-    with durable.TargetLock(index_dir):
+    with _locked(index_dir):
         with Index(index_dir) as index:
             manifest, base, meta = index.manifest, HashBase.of(index), index.metadata
             src = _open_points(source, index, format, dtype, dim)
             layout = index.layout
-        _clean(index_dir, manifest)
+        try:
+            _clean(index_dir, manifest)
+            seg_root = os.path.join(index_dir, SEGMENTS_DIR)
+            if not os.path.isdir(seg_root):
+                os.mkdir(seg_root)
+                durable.fsync_dir(index_dir)
+        except BaseException:
+            src.close()
+            raise
         generation = manifest.generation + 1
         name = segment_name(generation)
-        seg_root = os.path.join(index_dir, SEGMENTS_DIR)
-        if not os.path.isdir(seg_root):
-            os.mkdir(seg_root)
-            durable.fsync_dir(index_dir)
         method = registry.method(meta.algorithm)
         n_new = src.n
         _build_locked(None, os.path.join(index_dir, name), meta.algorithm, getattr(base.params, "c", None),
@@ -236,7 +256,7 @@ def delete(index_dir, ids):
     id deleted so far, twice.
     """
     index_dir = os.path.abspath(os.fspath(index_dir))
-    with durable.TargetLock(index_dir):
+    with _locked(index_dir):
         with Index(index_dir) as index:
             manifest = index.manifest
             ids = _check_ids(ids, manifest.next_id)
@@ -359,7 +379,7 @@ def compact(index_dir, *, memory_limit="1GiB", progress=None):
     """
     index_dir = os.path.abspath(os.fspath(index_dir))
     limit = _memory(memory_limit)
-    with durable.TargetLock(index_dir):
+    with _locked(index_dir):
         index = Index(index_dir)
         try:
             manifest, meta = index.manifest, index.metadata

@@ -26,7 +26,7 @@ from storage import PageFile
 from storage.catalog import Catalog
 from storage.errors import CorruptPageError, StorageError
 from .errors import CorruptIndexError
-from .segments import MANIFEST_DOC, Manifest, read_id_file
+from .segments import MANIFEST_DOC, Manifest, catalog_lock, read_id_file
 
 __all__ = ["seal_build", "check_file", "verify_index", "VerifyResult"]
 
@@ -226,7 +226,8 @@ def _verify_segments(path, arrays, result):
     segment as an index of its own, its hash-function arrays equal to the index's, and the
     tombstone file against the facts the manifest records."""
     try:
-        with Catalog.open(os.path.join(path, _CATALOG_DIR)) as catalog:
+        with catalog_lock(os.path.join(path, _CATALOG_DIR)), \
+                Catalog.open(os.path.join(path, _CATALOG_DIR)) as catalog:
             if MANIFEST_DOC not in catalog.names():
                 return
             manifest = Manifest.from_dict(catalog.get_json(MANIFEST_DOC), path)
@@ -267,7 +268,8 @@ def _verify_catalog(path, result):
     """(meta, arrays) read from the catalog with every value's checksum checked, or
     (None, None) if the catalog or its index document cannot be read."""
     try:
-        with Catalog.open(os.path.join(path, _CATALOG_DIR)) as catalog:
+        with catalog_lock(os.path.join(path, _CATALOG_DIR)), \
+                Catalog.open(os.path.join(path, _CATALOG_DIR)) as catalog:
             arrays = {}
             for name in catalog.names():
                 try:

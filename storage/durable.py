@@ -41,6 +41,7 @@ import secrets
 import shutil
 import signal
 import sys
+import time
 
 from .errors import LockedError, NoSpaceError, WriteFailedError
 
@@ -410,15 +411,21 @@ class TargetLock:
         self._fd = fd
         return True
 
-    def acquire(self):
-        """Take the lock or fail at once.
+    def acquire(self, wait_seconds=0.0):
+        """Take the lock, or fail at once (or after trying for ``wait_seconds``, for a lock
+        held only briefly, e.g. by an open cleaning leftovers).
 
         Raises
         ------
         LockedError
             Naming the target, the holder's pid and the lock file.
         """
-        if self.try_acquire():
+        deadline = time.monotonic() + wait_seconds
+        while not self.try_acquire():
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.02)
+        else:
             return self
         holder = ""
         try:
