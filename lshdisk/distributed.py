@@ -39,11 +39,12 @@ import numpy as np
 
 from storage import durable
 
+from . import registry
 from .datasets import open_source, read_queries
 from .errors import MissingExtraError
 from .index import (HashBase, Index, SearchStats, _build_locked, build_job, method_share,
                     sample_rows)
-from .segments import MANIFEST_DOC, SEGMENTS_DIR, Manifest, SegmentEntry, segment_name
+from .segments import SEGMENTS_DIR, Manifest, SegmentEntry, commit_manifest, segment_name
 
 __all__ = ["build", "search", "RowRange"]
 
@@ -123,12 +124,13 @@ def _build_partition(source, open_kw, start, stop, target, settings, base):
     else:  # the rows themselves, sent by the client
         src = open_source(source)
     s = settings
+    method = registry.method(s["algorithm"])
     threads = numba.get_num_threads()
     numba.set_num_threads(min(threads, _worker_threads()))  # (this thread's kernels only)
     try:
         _build_locked(None, target, s["algorithm"], s["c"], s["page_size"],
                       s["memory_limit_bytes"], s["seed"], s["unit"], None, None, None, None,
-                      s["preset"], s["params_fn"], s["builder"], s["overrides"], s["layout"],
+                      s["preset"], method.params_fn, method.builder, s["overrides"], s["layout"],
                       arguments=s["arguments"], base=base, src=src)
     finally:
         numba.set_num_threads(threads)
@@ -232,7 +234,6 @@ def build(source, index_dir, *, client=None, partitions=None, algorithm="qalsh",
                 settings = {"algorithm": algorithm, "c": c, "page_size": page_size,
                             "memory_limit_bytes": job.memory_limit_bytes, "seed": int(seed),
                             "unit": job.unit, "preset": preset,
-                            "params_fn": job.method.params_fn, "builder": job.method.builder,
                             "overrides": job.overrides, "layout": layout,
                             "arguments": job.arguments}
                 for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
@@ -249,9 +250,7 @@ def build(source, index_dir, *, client=None, partitions=None, algorithm="qalsh",
                         for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])) if i > 0]
             manifest = Manifest(generation=len(calls) - 1, next_id=n, segments=tuple(entries))
             os.rename(shards, os.path.join(work, SEGMENTS_DIR))
-            from storage.catalog import Catalog
-            with Catalog.open(os.path.join(work, "catalog"), readonly=False) as catalog:
-                catalog.put_json(MANIFEST_DOC, manifest.to_dict())
+            commit_manifest(work, manifest)
             durable.fault_point("distributed:manifest-written")
             # Each partition was verified page by page before its build published it; here
             # the whole opens: every file's header against its catalog, the manifest's

@@ -704,7 +704,7 @@ class _Segment:
         #: bool (n,) over the segment's slots, True where the point is deleted; or None.
         self.dead = None
 
-    def local_ids(self, ids, index_path):
+    def local_ids(self, ids):
         """(positions, local ids) of those of ``ids`` (ascending int64) this segment holds."""
         e = self.entry
         if e.id_start is not None:
@@ -717,13 +717,15 @@ class _Segment:
         hit = own[pos_c] == ids
         return np.flatnonzero(hit), pos[hit]
 
-    def slots(self, local, index_path):
-        """Rows of the vector file of local ids ``local`` (the layout's map, read whole)."""
+    def slots(self, local):
+        """Rows of the vector file of local ids ``local`` (int64): the layout's id -> slot
+        map, only the pages that hold them read."""
         if "ids" not in self.metadata.files:
             return local
         name = self.metadata.files["slots"]
-        slot_of = read_id_file(os.path.join(self.path, name), self.meta["file_facts"][name])
-        return slot_of[local]
+        with PageFile.open(os.path.join(self.path, name), kind=VECTORS_KIND) as pf:
+            check_file(pf, self.meta, name)
+            return VectorStore(pf).fetch(np.asarray(local, dtype=np.int64))[:, 0]
 
 
 class Index:
@@ -854,10 +856,10 @@ class Index:
             dead = read_id_file(os.path.join(self.path, manifest.tombstones),
                                 manifest.tombstone_facts)
             for seg in segments:
-                _, local = seg.local_ids(dead, self.path)
+                _, local = seg.local_ids(dead)
                 if local.size:
                     mask = np.zeros(seg.n, dtype=bool)
-                    mask[seg.slots(local, self.path)] = True
+                    mask[seg.slots(local)] = True
                     seg.dead = mask
         return segments
 
@@ -945,10 +947,10 @@ class Index:
         try:
             for part in reader.parts:
                 seg = part.segment
-                pos, local = seg.local_ids(wanted, self.path)
+                pos, local = seg.local_ids(wanted)
                 if pos.size == 0:
                     continue
-                slots = seg.slots(local, self.path)
+                slots = seg.slots(local)
                 if seg.dead is not None:
                     live = ~seg.dead[slots]
                     pos, slots = pos[live], slots[live]

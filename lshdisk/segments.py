@@ -37,11 +37,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from storage import PageFile, durable
+from storage.catalog import Catalog
 
 from .errors import CorruptIndexError, UnsupportedIndexVersionError
 from .vector_store import VECTORS_KIND, VectorStore, VectorStoreWriter
 
-__all__ = ["catalog_lock", "MANIFEST_DOC", "MANIFEST_FORMAT", "MANIFEST_VERSION", "SEGMENTS_DIR",
+__all__ = ["catalog_lock", "commit_manifest", "MANIFEST_DOC", "MANIFEST_FORMAT", "MANIFEST_VERSION", "SEGMENTS_DIR",
            "GLOBAL_IDS_FILE", "SegmentEntry", "Manifest", "read_manifest", "write_id_file",
            "read_id_file", "unreferenced", "segment_name", "tombstone_name"]
 
@@ -253,6 +254,14 @@ def read_manifest(catalog, n, path):
     if MANIFEST_DOC not in catalog.names():
         return Manifest.single(n)
     return Manifest.from_dict(catalog.get_json(MANIFEST_DOC), path)
+
+
+def commit_manifest(index_dir, manifest):
+    """Switch the index in ``index_dir`` to ``manifest`` (:class:`Manifest`): one
+    synchronous LMDB write transaction of its catalog, under :func:`catalog_lock`."""
+    path = os.path.join(index_dir, "catalog")
+    with catalog_lock(path), Catalog.open(path, readonly=False) as catalog:
+        catalog.put_json(MANIFEST_DOC, manifest.to_dict())
 
 
 # ---------------------------------------------------------------------------- id files

@@ -48,15 +48,14 @@ from dataclasses import replace
 import numpy as np
 
 from storage import durable
-from storage.catalog import Catalog
 
 from . import registry
 from .datasets import open_source
 from .errors import DatasetError
-from .index import CATALOG_DIR, HashBase, Index, _build_locked, _MIN_MEMORY
+from .index import HashBase, Index, _build_locked, _MIN_MEMORY
 from .segments import (GLOBAL_IDS_FILE, MANIFEST_DOC, SEGMENTS_DIR, Manifest, SegmentEntry,
-                       catalog_lock, read_id_file, segment_name, tombstone_name, unreferenced,
-                       write_id_file)
+                       commit_manifest, read_id_file, segment_name, tombstone_name,
+                       unreferenced, write_id_file)
 from ._units import parse_bytes
 
 __all__ = ["add", "delete", "compact"]
@@ -83,13 +82,6 @@ def _locked(index_dir):
         yield lock
     finally:
         lock.release()
-
-
-def _commit(index_dir, manifest):
-    """Switch the index's manifest to ``manifest`` (one synchronous LMDB transaction)."""
-    path = os.path.join(index_dir, CATALOG_DIR)
-    with catalog_lock(path), Catalog.open(path, readonly=False) as catalog:
-        catalog.put_json(MANIFEST_DOC, manifest.to_dict())
 
 
 def _clean(index_dir, manifest):
@@ -205,7 +197,7 @@ def add(index_dir, source, *, memory_limit="1GiB", progress=None, format=None, d
         durable.fault_point("insert:segment-built")
         first = manifest.next_id
         entry = SegmentEntry(name=name, n=n_new, id_start=first)
-        _commit(index_dir, replace(manifest, generation=generation, next_id=first + n_new,
+        commit_manifest(index_dir, replace(manifest, generation=generation, next_id=first + n_new,
                                    segments=manifest.segments + (entry,)))
         durable.fault_point("insert:manifest-written")
     return np.arange(first, first + n_new, dtype=np.int64)
@@ -266,7 +258,7 @@ def delete(index_dir, ids):
             fresh = ids[~np.isin(ids, old)]
             held = np.zeros(fresh.size, dtype=bool)
             for seg in index._segments:  # ids compacted away earlier are no longer held
-                held[seg.local_ids(fresh, index_dir)[0]] = True
+                held[seg.local_ids(fresh)[0]] = True
             fresh = fresh[held]
             page_size = index.metadata.page_size
         if fresh.size == 0:
@@ -280,7 +272,7 @@ def delete(index_dir, ids):
                                       for s in range(0, merged.size, _COPY_ROWS)),
                                      page_size=page_size)
         durable.fault_point("delete:tombstones-written")
-        _commit(index_dir, replace(manifest, generation=generation, tombstones=name,
+        commit_manifest(index_dir, replace(manifest, generation=generation, tombstones=name,
                                    tombstone_count=count, tombstone_facts=facts))
         durable.fault_point("delete:manifest-written")
         if manifest.tombstones is not None:
@@ -315,7 +307,7 @@ def _write_survivors(index, rows_path, ids_path, limit):
     try:
         for part in reader.parts:
             seg = part.segment
-            slot_of = (seg.slots(np.arange(seg.n, dtype=np.int64), index.path)
+            slot_of = (seg.slots(np.arange(seg.n, dtype=np.int64))
                        if part.id_map is not None else None)
             for s in range(0, seg.n, chunk):
                 local = np.arange(s, min(seg.n, s + chunk), dtype=np.int64)
